@@ -1,0 +1,305 @@
+"""One generic fit loop and the thin wrappers the labs call: SimCLR, BYOL, VAE, AE, classifiers.
+
+Data stay on the device as one tensor (uint8 images, or cached float features);
+a batch is an index slice of it. ``fit`` knows nothing about the model: it is fed
+a ``step(x, *rest) -> loss`` function. Losses are collected on the device and
+copied to the host once per epoch (no ``.item()`` per step).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from . import config, losses
+from .evaluation import FeaturesOf, extract_features, image_scale, predict
+from .runtime import get_device
+
+
+# ---------------------------------------------------------------------------- pinned helpers
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Every target parameter becomes ``tau * target + (1 - tau) * online`` (in place)."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        t.lerp_(o, 1.0 - tau)
+
+
+def cosine_tau(step: int, total_steps: int, base: float = 0.996) -> float:
+    """BYOL's target decay: ``1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2``.
+
+    ``base`` at step 0, rising to 1 at the last step (Grill et al. 2020, section 3.2).
+    """
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
+
+
+# ---------------------------------------------------------------------------- the loop
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
+    """Index tensors of one shuffled epoch; drops a last partial batch unless it is the only one."""
+    order = torch.randperm(n, generator=generator, device="cpu").to(device)
+    if n <= batch_size:
+        return [order]
+    return list(order[: n - n % batch_size].split(batch_size))
+
+
+def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor], *, num_epochs: int,
+        batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0, seed: int | None = None,
+        after_step: Callable[[int, int], None] | None = None, desc: str = "training",
+        progress: bool | None = None) -> np.ndarray:
+    """Adam with a cosine learning-rate schedule over ``num_epochs`` passes through ``data``.
+
+    Args:
+        params: the parameters to optimize.
+        step: ``step(x, *rest) -> loss``; x is the batch of ``data[0]`` as float
+            (uint8 images are scaled to [0, 1]), ``rest`` the same rows of the other tensors.
+        data: tensors with the same first dimension, already on the training device.
+        after_step: called as ``after_step(step_index, total_steps)`` after each update (BYOL's EMA).
+        progress: show a tqdm bar; default: at ``full`` scale only.
+
+    Returns the loss of every step, (num_epochs * steps_per_epoch,) float32.
+    """
+    images, *rest = data
+    device = images.device
+    scale = image_scale(images)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator().manual_seed(
+        int(torch.randint(2**31, (1,))))
+    params = list(params)
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = len(_batches(len(images), batch_size, torch.Generator(), "cpu"))
+    total = num_epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+    use_bf16 = device.type == "cuda"
+    history, done = [], 0
+    bar = tqdm(range(num_epochs), desc=desc, disable=config.quiet() if progress is None else not progress)
+    for _ in bar:
+        epoch_losses = []
+        for idx in _batches(len(images), batch_size, generator, device):
+            x = images[idx].float() / scale if images.dtype == torch.uint8 else images[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = step(x, *(t[idx] for t in rest))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            done += 1
+            if after_step is not None:
+                after_step(done, total)
+            epoch_losses.append(loss.detach().float())
+        epoch_losses = torch.stack(epoch_losses).cpu().numpy()  # one host copy per epoch
+        history.append(epoch_losses)
+        bar.set_postfix(loss=f"{epoch_losses.mean():.4g}")
+    return np.concatenate(history) if history else np.zeros(0, dtype=np.float32)
+
+
+def _prepare(model: nn.Module | None, images: torch.Tensor, device) -> tuple[torch.device, torch.Tensor]:
+    device = torch.device(device) if device is not None else get_device()
+    if model is not None:
+        model.to(device).train()
+    if images.dim() == 3:  # (N, H, W) -> (N, 1, H, W)
+        images = images.unsqueeze(1)
+    return device, images.to(device)
+
+
+def _augment_generator(seed: int | None, device) -> torch.Generator | None:
+    return None if seed is None else torch.Generator(device=device).manual_seed(seed + 1)
+
+
+# ---------------------------------------------------------------------------- self-supervised
+
+def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *, projector: nn.Module | None = None,
+                 num_epochs: int = 10, batch_size: int = 1000, lr: float = 1e-3, temperature: float = 0.5,
+                 neg_pairs: int | float | str = "all", seed: int | None = None, device=None,
+                 progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+    """SimCLR: two augmented views per image, NT-Xent on ``projector(encoder(view))``.
+
+    ``images``: (N, C, H, W) or (N, H, W) uint8 or float. ``projector=None`` puts the loss on
+    the encoder features themselves (as the Neuromatch dSprites lab does).
+    Returns the encoder (trained in place) and the per-step losses.
+    """
+    device, images = _prepare(encoder, images, device)
+    model = nn.Sequential(encoder, projector.to(device)) if projector is not None else encoder
+    gen = _augment_generator(seed, device)
+
+    def step(x):
+        x1, x2 = augment(x, generator=gen), augment(x, generator=gen)
+        return losses.contrastive_loss(model(x1), model(x2), temperature, neg_pairs, generator=gen)
+
+    history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                  seed=seed, desc="SimCLR", progress=progress)
+    return encoder.eval(), history
+
+
+def train_byol(encoder: nn.Module, images: torch.Tensor, augment: Callable | tuple[Callable, Callable], *,
+               projector: nn.Module, predictor: nn.Module, num_epochs: int = 10, batch_size: int = 256,
+               lr: float = 3e-4, base_tau: float = 0.996, seed: int | None = None, device=None,
+               progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+    """BYOL: the online network (encoder, projector, predictor) regresses an EMA target network.
+
+    ``augment`` is one transform or a pair (view 1, view 2) for the paper's asymmetric views.
+    The target starts as a copy of the online encoder and projector and follows them with
+    ``ema_update`` at rate ``cosine_tau``. Returns the online encoder and per-step losses.
+    """
+    device, images = _prepare(encoder, images, device)
+    aug1, aug2 = augment if isinstance(augment, tuple) else (augment, augment)
+    online = nn.Sequential(encoder, projector).to(device)
+    predictor.to(device).train()
+    target = copy.deepcopy(online).requires_grad_(False)
+    gen = _augment_generator(seed, device)
+
+    def step(x):
+        x1, x2 = aug1(x, generator=gen), aug2(x, generator=gen)
+        p1, p2 = predictor(online(x1)), predictor(online(x2))
+        with torch.no_grad():
+            z1, z2 = target(x1), target(x2)
+        return losses.byol_loss(p1, z2) + losses.byol_loss(p2, z1)
+
+    def after_step(i, total):
+        ema_update(target, online, cosine_tau(i, total, base_tau))
+
+    params = [*online.parameters(), *predictor.parameters()]
+    history = fit(params, step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                  after_step=after_step, desc="BYOL", progress=progress)
+    return encoder.eval(), history
+
+
+# ---------------------------------------------------------------------------- autoencoders
+
+def train_autoencoder(model: nn.Module, images: torch.Tensor, *, num_epochs: int = 10, batch_size: int = 256,
+                      lr: float = 1e-3, seed: int | None = None, device=None,
+                      progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+    """Plain autoencoder with the mean squared error; ``model(x) -> (reconstruction, z)``."""
+    device, images = _prepare(model, images, device)
+
+    def step(x):
+        recon, _ = model(x)
+        return nn.functional.mse_loss(recon, x.flatten(1) if recon.dim() == 2 else x)
+
+    history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                  seed=seed, desc="autoencoder", progress=progress)
+    return model.eval(), history
+
+
+def train_vae(model: nn.Module, images: torch.Tensor, *, num_epochs: int = 10, batch_size: int = 256,
+              lr: float = 1e-3, beta: float = 1.0, logits: bool = False, seed: int | None = None, device=None,
+              progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+    """VAE with :func:`labkit.losses.vae_loss`; ``model(x) -> (reconstruction, mu, logvar)``.
+
+    ``logits=True`` when the decoder outputs logits (the dSprites decoder).
+    The recorded loss is per image (the summed loss divided by the batch size).
+    """
+    device, images = _prepare(model, images, device)
+
+    def step(x):
+        recon, mu, logvar = model(x)
+        target = x.flatten(1) if recon.dim() == 2 else x
+        return losses.vae_loss(recon, target, mu, logvar, beta, logits=logits) / len(x)
+
+    history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                  seed=seed, desc="VAE", progress=progress)
+    return model.eval(), history
+
+
+
+# ---------------------------------------------------------------------------- classifiers
+
+def _images_and_labels(dataset, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a dSprites-like dataset (``latents_classes``) or an (images, labels) pair."""
+    if isinstance(dataset, (tuple, list)):
+        images, labels = dataset
+        return torch.as_tensor(images), torch.as_tensor(labels)
+    if hasattr(dataset, "latents_classes"):
+        from .datasets.dsprites import LATENT_NAMES
+
+        if target not in LATENT_NAMES:
+            raise ValueError(f"target must be one of {LATENT_NAMES}; got {target!r}.")
+        return dataset.images, dataset.latents_classes[:, LATENT_NAMES.index(target)]
+    raise TypeError(f"Expected a DSprites dataset or an (images, labels) pair; got {type(dataset).__name__}.")
+
+
+def _indices(sampler) -> torch.Tensor:
+    return torch.as_tensor(list(getattr(sampler, "indices", sampler)), dtype=torch.long)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Percentage of rows whose arg-max is the label."""
+    return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sampler, num_epochs: int = 10,
+                     fraction_of_labels: float = 1.0, batch_size: int = 1000, freeze_features: bool = True,
+                     subset_seed: int | None = None, *, target: str = "shape", lr: float = 1e-3,
+                     seed: int | None = None, device=None, progress: bool | None = None, verbose: bool = False):
+    """A linear classifier of one latent (default ``shape``) on an encoder's features.
+
+    Args:
+        encoder: a model with ``get_features(x)`` (or a plain module), or None for raw pixels.
+        dataset: a :class:`labkit.datasets.dsprites.DSprites` or an ``(images, labels)`` pair.
+        train_sampler, test_sampler: samplers with ``.indices`` (or index sequences).
+        fraction_of_labels: train on this random fraction of the training indices (``subset_seed``).
+        freeze_features: True: the encoder stays frozen (eval mode, BatchNorm statistics
+            untouched); its features are computed once and the head trains on the cache.
+            False: encoder and head train end to end (the supervised encoder).
+
+    Returns ``(classifier, loss_array, train_acc, test_acc)``, accuracies in percent.
+    """
+    if not 0.0 < fraction_of_labels <= 1.0:
+        raise ValueError(f"fraction_of_labels must be in (0, 1]; got {fraction_of_labels}.")
+    images, labels = _images_and_labels(dataset, target)
+    device, images = _prepare(None, images, device)
+    labels = labels.to(device)
+    train_idx, test_idx = _indices(train_sampler), _indices(test_sampler)
+    if fraction_of_labels < 1.0:
+        keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(subset_seed or 0))
+        train_idx = train_idx[keep[: max(1, round(fraction_of_labels * len(train_idx)))]]
+    train_idx, test_idx = train_idx.to(device), test_idx.to(device)
+    num_classes = int(labels.max()) + 1
+
+    if freeze_features or encoder is None:
+        feats = extract_features(encoder, images, device=device)  # (N, D), computed once, encoder frozen
+        classifier = nn.Linear(feats.shape[1], num_classes).to(device)
+        history = fit(classifier.parameters(), lambda h, y: nn.functional.cross_entropy(classifier(h), y),
+                      [feats[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                      seed=seed, desc="classifier", progress=progress)
+        with torch.no_grad():
+            train_acc = accuracy(classifier(feats[train_idx]), labels[train_idx])
+            test_acc = accuracy(classifier(feats[test_idx]), labels[test_idx])
+    else:
+        encoder.to(device).train()
+        features = FeaturesOf(encoder)
+        classifier = nn.Linear(predict(features, images[:2], device=device).shape[1], num_classes).to(device)
+        model = nn.Sequential(features, classifier)
+        history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
+                      [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                      seed=seed, desc="supervised", progress=progress)
+        encoder.eval()
+        train_acc = accuracy(predict(model, images[train_idx], device=device), labels[train_idx])
+        test_acc = accuracy(predict(model, images[test_idx], device=device), labels[test_idx])
+    if verbose:
+        print(f"{target} accuracy: train {train_acc:.1f}%, test {test_acc:.1f}%")
+    return classifier, history, train_acc, test_acc
+
+
+def train_by_fraction(encoders: dict[str, nn.Module | None], dataset, train_sampler, test_sampler,
+                      fractions=(0.05, 0.1, 0.2, 0.4, 0.75, 1.0), num_epochs: int = 10, *,
+                      freeze_features: bool = True, subset_seed: int = 0, **kwargs) -> dict[str, list[float]]:
+    """Test accuracy of a classifier per encoder and labelled fraction.
+
+    Epochs are scaled by 1 / sqrt(fraction) so that small fractions still get enough updates
+    (as in the Neuromatch lesson). Returns ``{name: [test accuracy per fraction]}``.
+    """
+    results = {}
+    for name, encoder in encoders.items():
+        results[name] = []
+        for f in fractions:
+            epochs = max(1, round(num_epochs / math.sqrt(f)))
+            *_, test_acc = train_classifier(encoder, dataset, train_sampler, test_sampler, epochs,
+                                            fraction_of_labels=f, freeze_features=freeze_features,
+                                            subset_seed=subset_seed, **kwargs)
+            results[name].append(test_acc)
+    return results
