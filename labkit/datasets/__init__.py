@@ -1,0 +1,1 @@
+"""Datasets: generated dSprites (``dsprites``) and torchvision datasets through the data site (``vision``)."""
