@@ -38,6 +38,28 @@ def cosine_tau(step: int, total_steps: int, base: float = 0.996) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, device=None) -> nn.Module:
+    """Set every BatchNorm layer's running statistics to their average over ``images``; weights untouched.
+
+    A freshly initialized ("random") encoder has running mean 0 and variance 1, so in
+    eval mode its BatchNorm layers do nothing and its features can be tiny; calibrating
+    gives it the statistics it would have after seeing the data. Returns the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    device, images = _prepare(model, images, device)
+    scale = image_scale(images)
+    for batch in images.split(batch_size):
+        model(batch.float() / scale)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
 # ---------------------------------------------------------------------------- the loop
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -277,7 +299,7 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
         history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
                       [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                       seed=seed, desc="supervised", progress=progress)
-        encoder.eval()
+        model.eval()  # the encoder with it
         train_acc = accuracy(predict(model, images[train_idx], device=device), labels[train_idx])
         test_acc = accuracy(predict(model, images[test_idx], device=device), labels[test_idx])
     if verbose:

@@ -1,0 +1,136 @@
+"""Training on a tiny generated dSprites set: losses fall, classifiers beat chance, frozen stays frozen."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import augment, models, training
+from labkit.datasets import dsprites
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = dsprites.DSprites.generate(3000, seed=0)
+    train, test = dsprites.train_test_split(data, 0.8, seed=0)
+    return data, train, test
+
+
+def _train_images(data, sampler, limit=1200):
+    return data.images[torch.as_tensor(sampler.indices)][:limit]
+
+
+def test_supervised_encoder_beats_chance(tiny):
+    data, train, test = tiny
+    torch.manual_seed(0)
+    encoder = models.DSpritesEncoder()
+    _, loss, train_acc, test_acc = training.train_classifier(encoder, data, train, test, num_epochs=8, batch_size=100,
+                                                             freeze_features=False, seed=0, device="cpu")
+    assert loss[-10:].mean() < loss[:10].mean()
+    assert test_acc > 55, test_acc  # chance is 33%; about 67% measured
+    assert not encoder.training
+
+
+def test_frozen_encoder_is_untouched(tiny):
+    data, train, test = tiny
+    torch.manual_seed(0)
+    encoder = models.DSpritesEncoder().train()
+    before = copy.deepcopy(encoder.state_dict())
+    classifier, loss, train_acc, test_acc = training.train_classifier(encoder, data, train, test, num_epochs=3,
+                                                                      batch_size=200, seed=0, device="cpu")
+    after = encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BatchNorm statistics
+    assert classifier.in_features == 84 and len(loss) == 3 * (2400 // 200)
+    assert 0 <= test_acc <= 100
+
+
+def test_raw_pixels_and_label_fraction(tiny):
+    data, train, test = tiny
+    _, loss, _, test_acc = training.train_classifier(None, data, train, test, num_epochs=2, batch_size=100,
+                                                     fraction_of_labels=0.25, subset_seed=1, seed=0, device="cpu")
+    assert len(loss) == 2 * (600 // 100)  # a quarter of the 2400 training images
+    with pytest.raises(ValueError, match="fraction_of_labels"):
+        training.train_classifier(None, data, train, test, fraction_of_labels=0.0)
+    results = training.train_by_fraction({"pixels": None}, data, train, test, fractions=(0.5, 1.0), num_epochs=1,
+                                         batch_size=400, device="cpu")
+    assert list(results) == ["pixels"] and len(results["pixels"]) == 2
+
+
+def test_simclr_loss_falls(tiny):
+    data, train, _ = tiny
+    torch.manual_seed(0)
+    encoder, history = training.train_simclr(models.DSpritesEncoder(), _train_images(data, train),
+                                             augment.dsprites_affine(), num_epochs=4, batch_size=200, seed=0,
+                                             device="cpu")
+    per_epoch = history.reshape(4, -1).mean(axis=1)
+    assert np.isfinite(history).all() and per_epoch[-1] < per_epoch[0]
+
+
+def test_simclr_with_projector_and_few_negatives(tiny):
+    data, train, _ = tiny
+    torch.manual_seed(0)
+    encoder, history = training.train_simclr(models.DSpritesEncoder(), _train_images(data, train)[:400],
+                                             augment.dsprites_affine(), projector=models.mlp(84, 64, 32),
+                                             neg_pairs=2, num_epochs=1, batch_size=200, seed=0, device="cpu")
+    assert history.shape == (2,) and np.isfinite(history).all()
+
+
+def test_vae_loss_falls(tiny):
+    data, train, _ = tiny
+    torch.manual_seed(0)
+    vae = models.VAE(models.DSpritesEncoder(vae=True), models.DSpritesDecoder())
+    _, history = training.train_vae(vae, _train_images(data, train), num_epochs=3, batch_size=200, logits=True,
+                                    seed=0, device="cpu")
+    per_epoch = history.reshape(3, -1).mean(axis=1)
+    assert per_epoch[-1] < per_epoch[0]
+    assert per_epoch[0] < 64 * 64 * np.log(2) * 2  # per-image nats, a sane magnitude
+
+
+def test_autoencoder_loss_falls():
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(512, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    _, history = training.train_autoencoder(models.MLPAutoencoder(), images, num_epochs=3, batch_size=128,
+                                            seed=0, device="cpu")
+    assert history[-4:].mean() < history[:4].mean()
+
+
+def test_byol_moves_the_target_slowly(tiny):
+    data, train, _ = tiny
+    torch.manual_seed(0)
+    encoder = models.DSpritesEncoder()
+    start = copy.deepcopy(encoder)
+    projector, predictor = models.mlp(84, 64, 32), models.mlp(32, 64, 32)
+    _, history = training.train_byol(encoder, _train_images(data, train)[:400], augment.dsprites_affine(),
+                                     projector=projector, predictor=predictor, num_epochs=2, batch_size=100,
+                                     seed=0, device="cpu")
+    assert history.shape == (8,) and np.isfinite(history).all()
+    assert 0 <= history.min() and history.max() <= 8  # two terms of 2 - 2 cos each
+    moved = sum((a - b).abs().sum() for a, b in zip(encoder.parameters(), start.parameters()))
+    assert moved > 0
+
+
+def test_training_is_reproducible_with_a_seed(tiny):
+    data, train, _ = tiny
+    images = _train_images(data, train)[:200]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        _, history = training.train_simclr(models.DSpritesEncoder(), images, augment.dsprites_affine(),
+                                           num_epochs=1, batch_size=100, seed=3, device="cpu")
+        runs.append(history)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
+
+
+def test_calibrate_batchnorm_sets_data_statistics_only(tiny):
+    data, train, _ = tiny
+    torch.manual_seed(0)
+    encoder = models.DSpritesEncoder()
+    weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k and "num_batches" not in k}
+    training.calibrate_batchnorm(encoder, _train_images(data, train, 600), batch_size=200, device="cpu")
+    assert not encoder.training
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())
+    bn = encoder.convs[3]
+    assert bn.momentum == 0.1 and bn.running_mean.abs().sum() > 0
+    features = encoder(data.images[:500].unsqueeze(1).float())
+    assert features.std(dim=0).mean() > 0.3  # normalized features, not a collapsed near-zero output
