@@ -27,21 +27,25 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, device=None) -> torch.Tensor:
-    """``model`` applied to ``images`` in eval mode, ``batch_size`` at a time; outputs concatenated.
+def predict(model, images: torch.Tensor, batch_size: int = 1000, device=None) -> torch.Tensor:
+    """``model`` applied to ``images``, ``batch_size`` at a time, without gradients; outputs concatenated.
 
-    The model's train/eval mode is restored afterwards. Output stays on ``device``.
+    ``model`` is a module (run in eval mode, its mode restored afterwards) or any function of a
+    float batch, e.g. ``lambda x: autoencoder(x)[1]`` for latent codes. Output stays on ``device``.
     """
     device = torch.device(device) if device is not None else get_device()
-    was_training = model.training
-    model.to(device).eval()
+    is_module = isinstance(model, nn.Module)
+    if is_module:
+        was_training = model.training
+        model.to(device).eval()
     scale = image_scale(images)
     outs = []
     for batch in images.split(batch_size):
         x = batch.to(device)
         x = (x.unsqueeze(1) if x.dim() == 3 else x).float() / scale
         outs.append(model(x).float())
-    model.train(was_training)
+    if is_module:
+        model.train(was_training)
     return torch.cat(outs)
 
 
