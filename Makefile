@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m labkit.demo --out demo_output
 
+# Unit and grading tests, then every source notebook executed by nbval at the `ci` scale, offline.
 test: setup
-	LABKIT_SCALE=ci $(PY) -m pytest
+	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest tests labs/source --nbval-lax
 
 bench: setup
 	$(PY) benchmarks/bench_contrastive_loss.py
