@@ -79,10 +79,11 @@ def vae_loss(x_recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: t
     """
     if x_recon.shape != x.shape:
         raise ValueError(f"x_recon {tuple(x_recon.shape)} and x {tuple(x.shape)} must have the same shape.")
-    if logits:
-        bce = F.binary_cross_entropy_with_logits(x_recon.float(), x.float(), reduction="sum")
-    else:
-        bce = F.binary_cross_entropy(x_recon.float(), x.float(), reduction="sum")
+    with torch.autocast(x.device.type, enabled=False):  # BCE on probabilities is not autocast-safe
+        if logits:
+            bce = F.binary_cross_entropy_with_logits(x_recon.float(), x.float(), reduction="sum")
+        else:
+            bce = F.binary_cross_entropy(x_recon.float(), x.float(), reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar.float() - mu.float().pow(2) - logvar.float().exp())
     return bce + beta * kl
 

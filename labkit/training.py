@@ -72,8 +72,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device) -> lis
 
 def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor], *, num_epochs: int,
         batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0, seed: int | None = None,
-        after_step: Callable[[int, int], None] | None = None, desc: str = "training",
-        progress: bool | None = None) -> np.ndarray:
+        after_step: Callable[[int, int], None] | None = None, mixed_precision: bool = False,
+        desc: str = "training", progress: bool | None = None) -> np.ndarray:
     """Adam with a cosine learning-rate schedule over ``num_epochs`` passes through ``data``.
 
     Args:
@@ -82,6 +82,9 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
             (uint8 images are scaled to [0, 1]), ``rest`` the same rows of the other tensors.
         data: tensors with the same first dimension, already on the training device.
         after_step: called as ``after_step(step_index, total_steps)`` after each update (BYOL's EMA).
+        mixed_precision: run ``step`` under bf16 autocast on CUDA (ignored elsewhere). Only for
+            steps whose losses are autocast-safe (labkit's losses compute in fp32; plain
+            ``F.binary_cross_entropy`` is not, which is why this is off by default).
         progress: show a tqdm bar; default: at ``full`` scale only.
 
     Returns the loss of every step, (num_epochs * steps_per_epoch,) float32.
@@ -96,7 +99,7 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
     steps_per_epoch = len(_batches(len(images), batch_size, torch.Generator(), "cpu"))
     total = num_epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
-    use_bf16 = device.type == "cuda"
+    use_bf16 = mixed_precision and device.type == "cuda"
     history, done = [], 0
     bar = tqdm(range(num_epochs), desc=desc, disable=config.quiet() if progress is None else not progress)
     for _ in bar:
@@ -153,7 +156,7 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
         return losses.contrastive_loss(model(x1), model(x2), temperature, neg_pairs, generator=gen)
 
     history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
-                  seed=seed, desc="SimCLR", progress=progress)
+                  seed=seed, mixed_precision=True, desc="SimCLR", progress=progress)
     return encoder.eval(), history
 
 
@@ -186,7 +189,7 @@ def train_byol(encoder: nn.Module, images: torch.Tensor, augment: Callable | tup
 
     params = [*online.parameters(), *predictor.parameters()]
     history = fit(params, step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  after_step=after_step, desc="BYOL", progress=progress)
+                  after_step=after_step, mixed_precision=True, desc="BYOL", progress=progress)
     return encoder.eval(), history
 
 
@@ -298,7 +301,7 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
         model = nn.Sequential(features, classifier)
         history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
                       [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
-                      seed=seed, desc="supervised", progress=progress)
+                      seed=seed, mixed_precision=True, desc="supervised", progress=progress)
         model.eval()  # the encoder with it
         train_acc = accuracy(predict(model, images[train_idx], device=device), labels[train_idx])
         test_acc = accuracy(predict(model, images[test_idx], device=device), labels[test_idx])
