@@ -92,17 +92,14 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
     images, *rest = data
     device = images.device
     scale = image_scale(images)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator().manual_seed(
-        int(torch.randint(2**31, (1,))))
-    params = list(params)
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = len(_batches(len(images), batch_size, torch.Generator(), "cpu"))
-    total = num_epochs * steps_per_epoch
+    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
+    optimizer = torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay)
+    total = num_epochs * max(1, len(images) // batch_size)  # steps; matches _batches
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
     use_bf16 = mixed_precision and device.type == "cuda"
     history, done = [], 0
     bar = tqdm(range(num_epochs), desc=desc, disable=config.quiet() if progress is None else not progress)
-    for _ in bar:
+    for epoch in bar:
         epoch_losses = []
         for idx in _batches(len(images), batch_size, generator, device):
             x = images[idx].float() / scale if images.dtype == torch.uint8 else images[idx]
@@ -118,6 +115,9 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
             epoch_losses.append(loss.detach().float())
         epoch_losses = torch.stack(epoch_losses).cpu().numpy()  # one host copy per epoch
         history.append(epoch_losses)
+        if not np.isfinite(epoch_losses).all():
+            raise FloatingPointError(f"{desc}: the loss became {epoch_losses[~np.isfinite(epoch_losses)][0]} in epoch "
+                                     f"{epoch + 1}. Lower the learning rate (lr={lr}) or check the loss function.")
         bar.set_postfix(loss=f"{epoch_losses.mean():.4g}")
     return np.concatenate(history) if history else np.zeros(0, dtype=np.float32)
 

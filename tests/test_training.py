@@ -134,3 +134,10 @@ def test_calibrate_batchnorm_sets_data_statistics_only(tiny):
     assert bn.momentum == 0.1 and bn.running_mean.abs().sum() > 0
     features = encoder(data.images[:500].unsqueeze(1).float())
     assert features.std(dim=0).mean() > 0.3  # normalized features, not a collapsed near-zero output
+
+
+def test_fit_stops_with_a_clear_message_when_the_loss_diverges():
+    weight = torch.nn.Parameter(torch.ones(1))
+    data = torch.ones(8, 1)
+    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+        training.fit([weight], lambda x: (weight * x).sum() / 0.0, [data], num_epochs=1, batch_size=4)
