@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo labkit-demo release test bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +18,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[course]"
 	touch $@
 
+# The main job: release every lab, grade a perfect, an untouched, a mistaken and a hostile
+# submission per lab in a temporary course directory, write feedback, print the grade table.
 demo: setup
+	$(PY) -m autograder demo
+
+# A quick check that labkit trains on this machine (dSprites encoders, figure in demo_output/).
+labkit-demo: setup
 	$(PY) -m labkit.demo --out demo_output
+
+# Regenerate labs/release/ from labs/source/ after editing a source notebook.
+release: setup
+	$(PY) -m autograder release --all
 
 # Unit and grading tests, then every source notebook executed by nbval at the `ci` scale, offline.
 test: setup

@@ -1,0 +1,387 @@
+"""Lab 1 (autoencoders and VAEs): the five graded functions.
+
+Inputs are drawn fresh for every grading run; references come from labkit, the
+known-wrong variants (what the classic mistakes compute) from numpy here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..judge import checks
+from ..judge.exercise import Exercise
+from ..judge.probing import grad_of, scalar, tensor, to_numpy
+
+F32 = np.float32
+
+
+# ---------------------------------------------------------------------------- build_autoencoder
+
+LINEAR_SHAPES = [(128, 784), (32, 128), (2, 32), (32, 2), (128, 32), (784, 128)]
+
+
+def autoencoder_cases(rng: np.random.Generator):
+    return {
+        "images": {"x": rng.random((5, 1, 28, 28), dtype=F32), "x_other": rng.random((5, 1, 28, 28), dtype=F32)},
+        "flat": {"x": rng.random((7, 784), dtype=F32)},
+        "layers": {},
+    }
+
+
+def probe_autoencoder(build_autoencoder, args):
+    model = build_autoencoder()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"build_autoencoder() should return a torch.nn.Module, got {type(model).__name__}")
+    if not args:
+        shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        return {"linear_shapes": np.array(shapes, dtype=np.int64).reshape(-1, 2)}
+    model.eval()
+    out = {}
+    for name, key in (("", "x"), ("_other", "x_other")):
+        if key not in args:
+            continue
+        with torch.no_grad():
+            result = model(tensor(args[key]))
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError("forward should return a pair (reconstruction, z)")
+        out["recon" + name] = to_numpy(result[0], "the reconstruction")
+        out["z" + name] = to_numpy(result[1], "z")
+    return out
+
+
+def _autoencoder_shapes(ev):
+    for case in ("images", "flat"):
+        batch = len(ev.inputs[case]["x"])
+        recon, z = ev.get(case, "recon"), ev.get(case, "z")
+        if recon.shape != (batch, 784) or z.shape != (batch, 2):
+            what = "a (B, 1, 28, 28) batch" if case == "images" else "a flattened (B, 784) batch"
+            return (f"for {what} forward should return shapes ({batch}, 784) and ({batch}, 2), got "
+                    f"{tuple(recon.shape)} and {tuple(z.shape)}; flatten the input first (x.flatten(1))")
+    return None
+
+
+def _autoencoder_layers(ev):
+    got = [tuple(int(v) for v in row) for row in ev.get("layers", "linear_shapes")]
+    if got == LINEAR_SHAPES:
+        return None
+    return (f"the Linear layers' weight shapes are {got}; expected {LINEAR_SHAPES} "
+            "(encoder 784-128-32-2, decoder 2-32-128-784, in that order)")
+
+
+def _autoencoder_z_varies(ev):
+    z, z_other = ev.get("images", "z"), ev.get("images", "z_other")
+    if z.shape == z_other.shape and not checks.close(z, z_other) and np.ptp(z, axis=0).max() > 0:
+        return None
+    return "z does not depend on the input: z should be the encoder's output for x"
+
+
+AUTOENCODER = Exercise(
+    grade_id="autoencoder_test",
+    function="build_autoencoder",
+    cases=autoencoder_cases,
+    probe=probe_autoencoder,
+    checks=[
+        checks.holds(1, _autoencoder_shapes),
+        checks.in_range(1, "recon", 0.0, 1.0, cases=("images", "flat"),
+                        hint="reconstructions leave [0, 1]: end the decoder with nn.Sigmoid()"),
+        checks.holds(1, _autoencoder_layers),
+        checks.holds(1, _autoencoder_z_varies),
+    ],
+    forbidden=("labkit.models.MLPAutoencoder",),
+)
+
+
+# ---------------------------------------------------------------------------- reparameterize
+
+SAMPLES = 20000
+
+
+def reparameterize_cases(rng: np.random.Generator):
+    # |logvar| kept away from the points where exp(logvar / 2) equals exp(logvar) or |logvar|,
+    # so that the usual mistakes give a visibly different spread.
+    logvar = np.where(rng.random((1, 3)) < 0.5, rng.uniform(0.5, 1.5, (1, 3)), rng.uniform(-2.0, -1.2, (1, 3)))
+    return {
+        "many": {"mu": rng.normal(size=(1, 3)).astype(F32), "logvar": logvar.astype(F32)},
+        "batch": {"mu": rng.normal(size=(6, 4)).astype(F32), "logvar": rng.uniform(-1, 1, (6, 4)).astype(F32)},
+    }
+
+
+def probe_reparameterize(reparameterize, args):
+    if len(args["mu"]) > 1:
+        z = reparameterize(tensor(args["mu"]), tensor(args["logvar"]))
+        return {"z": to_numpy(z, "z")}
+    mu = tensor(np.repeat(args["mu"], SAMPLES, axis=0), grad=True)
+    logvar = tensor(np.repeat(args["logvar"], SAMPLES, axis=0), grad=True)
+    z = reparameterize(mu, logvar)
+    samples = to_numpy(z, "z")
+    if isinstance(z, torch.Tensor) and z.requires_grad:
+        z.sum().backward()
+    again = to_numpy(reparameterize(mu.detach(), logvar.detach()), "z")
+    return {"shape": np.array(samples.shape), "mean": samples.mean(0), "std": samples.std(0),
+            "head": samples[:200], "again": again[:200], "grad_mu": grad_of(mu)[:200],
+            "grad_logvar": grad_of(logvar)[:200]}
+
+
+def _reparameterize_mean(ev):
+    if tuple(ev.get("batch", "z").shape) != (6, 4) or tuple(ev.get("many", "shape")) != (SAMPLES, 3):
+        return "z should have the shape of mu"
+    mu, sigma = ev.inputs["many"]["mu"][0], np.exp(0.5 * ev.inputs["many"]["logvar"][0])
+    if np.all(np.abs(ev.get("many", "mean") - mu) <= 6 * sigma / np.sqrt(SAMPLES) + 1e-3):
+        return None
+    return "the samples are not centred on mu: z = mu + sigma * eps"
+
+
+def _reparameterize_std(ev):
+    std, logvar = ev.get("many", "std"), ev.inputs["many"]["logvar"][0].astype(np.float64)
+    candidates = [
+        (np.exp(0.5 * logvar), None),
+        (np.exp(logvar), "the spread of z is exp(logvar), the variance: the standard deviation is exp(0.5 * logvar)"),
+        (np.abs(logvar), "logvar was used as the standard deviation: sigma = exp(0.5 * logvar)"),
+        (np.ones_like(logvar), "eps is not scaled: z = mu + exp(0.5 * logvar) * eps"),
+        (np.zeros_like(logvar), "z has no noise: add exp(0.5 * logvar) * eps with eps = torch.randn_like(mu)"),
+    ]
+    for expected, message in candidates:
+        if std.shape == expected.shape and np.allclose(std, expected, rtol=0.05, atol=0.01):
+            return message
+    return "the spread of z should be sigma = exp(0.5 * logvar)"
+
+
+def _reparameterize_grads(ev):
+    grad_mu, grad_logvar = ev.get("many", "grad_mu"), ev.get("many", "grad_logvar")
+    noise = ev.get("many", "head") - ev.inputs["many"]["mu"]
+    if not np.allclose(grad_mu, 1.0, atol=1e-4):
+        return "no gradient reaches mu: build z from mu with torch operations (no .detach(), numpy or torch.normal)"
+    if grad_logvar.shape != noise.shape or not np.all(np.isfinite(grad_logvar)) or not np.any(grad_logvar):
+        return ("no gradient reaches logvar: compute sigma = torch.exp(0.5 * logvar) and return mu + sigma * eps "
+                "(torch.normal has no gradient)")
+    corr = [np.corrcoef(grad_logvar[:, d], noise[:, d])[0, 1] for d in range(noise.shape[1])]
+    return None if min(corr) > 0.99 else "the gradient w.r.t. logvar is not that of mu + exp(0.5 * logvar) * eps"
+
+
+def _reparameterize_random(ev):
+    head, again = ev.get("many", "head"), ev.get("many", "again")
+    if head.shape == again.shape and not checks.close(head, again, rtol=0, atol=1e-6):
+        return None
+    return "two calls gave the same z: draw fresh noise on every call (torch.randn_like(mu)), don't reseed"
+
+
+REPARAMETERIZE = Exercise(
+    grade_id="reparameterize_test",
+    function="reparameterize",
+    cases=reparameterize_cases,
+    probe=probe_reparameterize,
+    checks=[checks.holds(1, _reparameterize_mean), checks.holds(1, _reparameterize_std),
+            checks.holds(1, _reparameterize_grads), checks.holds(1, _reparameterize_random)],
+    forbidden=("labkit.models.reparameterize",),
+)
+
+
+# ---------------------------------------------------------------------------- vae_loss
+
+def vae_cases(rng: np.random.Generator):
+    def case(shape, latent, zero_latent=False):
+        mu = np.zeros((shape[0], latent)) if zero_latent else rng.normal(size=(shape[0], latent))
+        logvar = np.zeros((shape[0], latent)) if zero_latent else rng.uniform(-1.5, 1.0, (shape[0], latent))
+        return {"x_recon": rng.uniform(0.02, 0.98, shape).astype(F32), "x": rng.random(shape, dtype=F32),
+                "mu": mu.astype(F32), "logvar": logvar.astype(F32)}
+
+    return {"flat5": case((5, 784), 2), "images3": case((3, 1, 28, 28), 2), "latent7": case((7, 50), 6),
+            "kl_zero": case((4, 784), 2, zero_latent=True)}
+
+
+def probe_vae_loss(vae_loss, args):
+    x_recon = tensor(args["x_recon"], grad=True)
+    loss = vae_loss(x_recon, tensor(args["x"]), tensor(args["mu"], grad=True), tensor(args["logvar"], grad=True))
+    out = {"loss": scalar(loss, "vae_loss")}
+    if loss.requires_grad:
+        loss.backward()
+    out["grad_recon"] = grad_of(x_recon)
+    return out
+
+
+def vae_reference(a):
+    from labkit import losses
+
+    args = [torch.from_numpy(a[k]) for k in ("x_recon", "x", "mu", "logvar")]
+    return losses.vae_loss(*args).double().numpy()
+
+
+def _terms(a):
+    """The pieces of the loss and of its usual wrong versions, in float64."""
+    r, x = a["x_recon"].astype(np.float64), a["x"].astype(np.float64)
+    mu, lv = a["mu"].astype(np.float64), a["logvar"].astype(np.float64)
+    log = lambda p: np.maximum(np.log(p), -100.0)  # as torch's binary_cross_entropy clamps
+    bce = -(x * log(r) + (1 - x) * log(1 - r))
+    kl = -0.5 * (1 + lv - mu**2 - np.exp(lv))
+    return {"bce": bce, "kl": kl, "batch": len(x), "swapped": -(r * log(x) + (1 - r) * log(1 - x)),
+            "kl_logstd": -0.5 * (1 + 2 * lv - mu**2 - np.exp(2 * lv)),
+            "kl_std": -0.5 * (1 + lv - mu**2 - np.exp(0.5 * lv)), "mse": (r - x) ** 2}
+
+
+def _variant(fn):
+    return lambda a: np.float64(fn(_terms(a)))
+
+
+VAE_MISTAKES = [
+    (_variant(lambda t: t["bce"].sum() - t["kl"].sum()),
+     "the KL term has the wrong sign: KL = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) is >= 0 and is added"),
+    (_variant(lambda t: t["bce"].sum()), "the KL term is missing: add KL(q(z|x) || N(0, I)) to the BCE"),
+    (_variant(lambda t: t["kl"].sum()), "the reconstruction (BCE) term is missing"),
+    (_variant(lambda t: t["bce"].mean() + t["kl"].sum()),
+     "the BCE is averaged (reduction='mean') while the KL is summed: sum both over pixels and batch"),
+    (_variant(lambda t: t["bce"].mean() + t["kl"].mean()),
+     "both terms are averaged (mean) instead of summed over pixels / latent dimensions and batch"),
+    (_variant(lambda t: (t["bce"].sum() + t["kl"].sum()) / t["batch"]),
+     "the loss is divided by the batch size: vae_loss sums over the batch (the training step divides)"),
+    (_variant(lambda t: t["bce"].sum() + t["kl"].sum() / t["batch"]),
+     "the KL term is averaged over the batch instead of summed"),
+    (_variant(lambda t: t["bce"].sum() + t["kl"].mean()),
+     "the KL term is averaged (mean) instead of summed over latent dimensions and batch"),
+    (_variant(lambda t: t["bce"].sum() + t["kl_logstd"].sum()),
+     "the KL term treats logvar as log(sigma): logvar is log(sigma^2), "
+     "so KL = -0.5 * sum(1 + logvar - mu^2 - exp(logvar))"),
+    (_variant(lambda t: t["bce"].sum() + t["kl_std"].sum()),
+     "the KL term uses the standard deviation exp(logvar / 2) where the variance exp(logvar) belongs"),
+    (_variant(lambda t: t["swapped"].sum() + t["kl"].sum()),
+     "the arguments of the BCE are swapped: F.binary_cross_entropy(x_recon, x), the target x second"),
+    (_variant(lambda t: t["mse"].sum() + t["kl"].sum()),
+     "the reconstruction term is a squared error; this lab's decoder is Bernoulli: use binary cross-entropy"),
+]
+
+VAE_LOSS = Exercise(
+    grade_id="vae_loss_test",
+    function="vae_loss",
+    cases=vae_cases,
+    probe=probe_vae_loss,
+    checks=[
+        checks.matches(4, "loss", vae_reference, cases=("flat5", "images3", "latent7"), variants=VAE_MISTAKES,
+                       hint="the loss differs from BCE (summed) + KL (summed) on fresh inputs"),
+        checks.matches(1, "loss", vae_reference, cases=("kl_zero",), variants=[
+            (_variant(lambda t: t["bce"].mean()), "with mu = 0 and logvar = 0 only the BCE is left, and it is "
+             "averaged: sum it over pixels and batch (reduction='sum')"),
+            (_variant(lambda t: t["bce"].sum() / t["batch"]), "with mu = 0 and logvar = 0 only the BCE is left, "
+             "divided by the batch size: sum it over the batch")],
+            hint="with mu = 0 and logvar = 0 the KL term is 0, so the loss should be the summed BCE alone"),
+        checks.finite(1, "grad_recon", cases=("flat5",), nonzero=True,
+                      hint="no finite gradient reaches x_recon: build the loss with torch operations "
+                           "(no .item(), .detach() or numpy)"),
+    ],
+    forbidden=("labkit.losses.vae_loss",),
+)
+
+
+# ---------------------------------------------------------------------------- interpolate
+
+def interpolate_cases(rng: np.random.Generator):
+    def case(dim, steps):
+        return {"z_start": rng.normal(size=dim).astype(F32), "z_end": rng.normal(size=dim).astype(F32),
+                "num_steps": np.array(steps)}
+
+    return {"d2_steps5": case(2, 5), "d7_steps9": case(7, 9), "d3_steps2": case(3, 2)}
+
+
+def probe_interpolate(interpolate, args):
+    path = interpolate(tensor(args["z_start"]), tensor(args["z_end"]), int(args["num_steps"]))
+    return {"path": to_numpy(path, "interpolate")}
+
+
+def _line(a, t):
+    return (1 - t[:, None]) * a["z_start"].astype(np.float64) + t[:, None] * a["z_end"].astype(np.float64)
+
+
+def interpolate_reference(a):
+    return _line(a, np.linspace(0, 1, int(a["num_steps"])))
+
+
+INTERPOLATE_CASES = ("d2_steps5", "d7_steps9", "d3_steps2")
+
+
+def _interpolate_shape(ev):
+    for case in INTERPOLATE_CASES:
+        a, path = ev.inputs[case], ev.get(case, "path")
+        expected = (int(a["num_steps"]), len(a["z_start"]))
+        if path.shape == expected[::-1] and expected[0] != expected[1]:
+            return "the points should be the rows: shape (num_steps, D), not (D, num_steps)"
+        if path.shape != expected:
+            return f"expected shape (num_steps, D) = {expected}, got {tuple(path.shape)} (on the '{case}' inputs)"
+    return None
+
+
+def _interpolate_ends(ev):
+    for case in INTERPOLATE_CASES:
+        a, path = ev.inputs[case], ev.get(case, "path")
+        if path.ndim != 2 or len(path) < 2 or not checks.close(path[0], a["z_start"]):
+            return "the first point should be z_start"
+        if not checks.close(path[-1], a["z_end"]):
+            return "the last point should be z_end: include both ends (torch.linspace(0, 1, num_steps))"
+    return None
+
+
+INTERPOLATE = Exercise(
+    grade_id="interpolate_test",
+    function="interpolate",
+    cases=interpolate_cases,
+    probe=probe_interpolate,
+    checks=[
+        checks.holds(1, _interpolate_shape),
+        checks.holds(1, _interpolate_ends),
+        checks.matches(2, "path", interpolate_reference, cases=INTERPOLATE_CASES, variants=[
+            (lambda a: _line(a, np.arange(int(a["num_steps"])) / int(a["num_steps"])),
+             "t should run from 0 to 1 inclusive: torch.linspace(0, 1, num_steps), not arange(num_steps) / num_steps"),
+            (lambda a: _line(a, np.linspace(1, 0, int(a["num_steps"]))), "the path runs backwards: start at z_start")],
+            hint="the points should be evenly spaced on the line: z = (1 - t) * z_start + t * z_end, "
+                 "t = linspace(0, 1, num_steps)"),
+    ],
+)
+
+
+# ---------------------------------------------------------------------------- cluster_latents
+
+def cluster_cases(rng: np.random.Generator):
+    k, dim = int(rng.integers(3, 6)), int(rng.choice([2, 5]))
+    centres = rng.uniform(-30, 30, size=(1, dim))
+    while len(centres) < k:  # centres at least 12 apart: blobs of unit spread are well separated
+        candidate = rng.uniform(-30, 30, size=(1, dim))
+        if np.linalg.norm(centres - candidate, axis=1).min() > 12:
+            centres = np.vstack([centres, candidate])
+    truth = rng.permutation(np.repeat(np.arange(k), rng.integers(25, 45, size=k)))
+    z = centres[truth] + rng.normal(size=(len(truth), dim))
+    return {"blobs": {"z": z.astype(F32), "num_clusters": np.array(k), "_truth": truth}}
+
+
+def probe_cluster(cluster_latents, args):
+    labels = cluster_latents(tensor(args["z"]), int(args["num_clusters"]), seed=0)
+    return {"labels": to_numpy(labels, "cluster_latents", allow_numpy=True)}
+
+
+def _cluster_valid(ev):
+    labels, a = ev.get("blobs", "labels"), ev.inputs["blobs"]
+    ok = labels.shape == (len(a["z"]),) and np.all(labels == np.round(labels))
+    if ok and labels.min() >= 0 and labels.max() < int(a["num_clusters"]):
+        return None
+    return "cluster_latents should return one integer label in [0, num_clusters) per row of z, shape (N,)"
+
+
+def _cluster_blobs(ev):
+    from sklearn.metrics import adjusted_rand_score
+
+    labels, truth = ev.get("blobs", "labels"), ev.inputs["blobs"]["_truth"]
+    if labels.shape != truth.shape:
+        return "no clustering to score: one label per row of z is needed"
+    ari = adjusted_rand_score(truth, labels.astype(np.int64))
+    if ari > 0.9:
+        return None
+    return (f"well-separated blobs were not found (adjusted Rand index {ari:.2f} <= 0.9): run k-means with "
+            "num_clusters clusters on the rows of z")
+
+
+CLUSTER = Exercise(
+    grade_id="cluster_test",
+    function="cluster_latents",
+    cases=cluster_cases,
+    probe=probe_cluster,
+    checks=[checks.holds(1, _cluster_valid), checks.holds(1, _cluster_blobs)],
+    forbidden=("labkit.evaluation.cluster_scores",),
+)
+
+EXERCISES = [AUTOENCODER, REPARAMETERIZE, VAE_LOSS, INTERPOLATE, CLUSTER]

@@ -1,0 +1,215 @@
+"""Which code runs in the child: the submission's cells matched to the source notebook by nbgrader grade_id.
+
+- solution cells: the student's text;
+- locked (and other non-solution) cells of the source: the source text, even if
+  the student edited them; restored in place if the student deleted them;
+- autograder test cells: dropped (the judge grades them from outside);
+- cells the student added: kept where they are;
+- a grade_id seen twice: the first copy is used.
+
+The source notebook is the instructor's and is trusted; the submission is read
+defensively and any problem is a :class:`SubmissionError` with a message in words.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_NOTEBOOK_BYTES = 64 * 2**20
+
+
+class SubmissionError(Exception):
+    """The submitted notebook cannot be read at all."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_type: str
+    text: str
+    grade_id: str | None
+    kind: str = "other"  # solution | test | locked | other (source cells only)
+    points: float = 0.0
+
+
+@dataclass
+class Source:
+    cells: list[Cell]
+    tests: dict[str, float]  # grade_id of each autograder test cell -> points, in notebook order
+    defined_in: dict[str, str]  # top-level name -> grade_id of the solution cell that defines it
+
+    def by_id(self) -> dict[str, tuple[int, Cell]]:
+        return {c.grade_id: (i, c) for i, c in enumerate(self.cells) if c.grade_id and c.cell_type == "code"}
+
+
+@dataclass
+class Script:
+    cells: list[tuple[str, str]]  # (label, code) in execution order
+    student_cells: list[tuple[str, str]]  # the code the student wrote: solution and added cells
+    deleted: list[str] = field(default_factory=list)  # solution cells missing from the submission
+    missing_tests: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the notebook as a whole
+
+
+def _text(source) -> str:
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
+
+
+def _kind(meta: dict) -> str:
+    if meta.get("solution"):
+        return "solution"
+    if meta.get("grade"):
+        return "test"
+    return "locked" if meta.get("locked") else "other"
+
+
+def _cells(data) -> list[Cell]:
+    if not isinstance(data, dict):
+        raise SubmissionError("the file is JSON but not a notebook")
+    raw = data.get("cells")
+    if raw is None and isinstance(data.get("worksheets"), list):  # nbformat 3
+        raw = [c for ws in data["worksheets"] if isinstance(ws, dict) for c in ws.get("cells", [])]
+    if not isinstance(raw, list):
+        raise SubmissionError("the notebook has no list of cells")
+    cells = []
+    for c in raw:
+        if not isinstance(c, dict):
+            continue
+        meta = c.get("metadata") if isinstance(c.get("metadata"), dict) else {}
+        nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
+        gid = nbg.get("grade_id") if isinstance(nbg.get("grade_id"), str) else None
+        points = nbg.get("points", 0)
+        cells.append(Cell(str(c.get("cell_type")), _text(c.get("source", c.get("input"))), gid, _kind(nbg),
+                          float(points) if isinstance(points, (int, float)) else 0.0))
+    return cells
+
+
+def read_submission(path: Path) -> list[Cell]:
+    """The cells of a submitted notebook, or SubmissionError saying why there are none."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise SubmissionError(f"{path.name} was not found in the submission")
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise SubmissionError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except SubmissionError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        why = f"{type(err).__name__}: {str(err)[:200]}"
+        raise SubmissionError(f"{path.name} is not a readable notebook ({why})") from None
+    return _cells(data)
+
+
+def read_source(path: Path) -> Source:
+    """The instructor's source notebook: its cells, test cells with points, and where each function is defined."""
+    cells = _cells(json.loads(Path(path).read_text(encoding="utf-8")))
+    tests = {c.grade_id: c.points for c in cells if c.kind == "test" and c.grade_id and c.cell_type == "code"}
+    defined_in = {}
+    for c in cells:
+        if c.kind == "solution" and c.cell_type == "code" and c.grade_id:
+            for name in top_level_names(c.text):
+                defined_in.setdefault(name, c.grade_id)
+    return Source(cells, tests, defined_in)
+
+
+def top_level_names(code: str | ast.Module) -> list[str]:
+    """Names bound at the top level of a cell (def, class, assignment, import)."""
+    try:
+        tree = code if isinstance(code, ast.Module) else ast.parse(strip_magics(code))
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names += [(a.asname or a.name).split(".")[0] for a in node.names]
+    return names
+
+
+_MAGIC = re.compile(r"^(\s*)(?:[%!]|[\w.]+\s*=\s*[%!])")
+_KEEP_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
+
+
+def strip_magics(code: str) -> str:
+    """Code without IPython magics and shell escapes (``%...``, ``!...``, ``x = !ls``).
+
+    A cell magic other than %%time / %%capture means the cell is not Python: it is dropped.
+    """
+    lines = code.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        if not lines[0].lstrip().startswith(_KEEP_CELL_MAGICS):
+            return ""
+        lines = lines[1:]
+    out = []
+    for line in lines:
+        match = _MAGIC.match(line)
+        out.append(f"{match.group(1)}pass  # magic removed" if match else line)
+    return "\n".join(out)
+
+
+def build_script(source: Source, submitted: list[Cell]) -> Script:
+    """The code to run, in order, with notes on deleted, duplicated and edited cells."""
+    by_id = source.by_id()
+    script = Script(cells=[], student_cells=[])
+    done: set[str] = set()
+    edited: list[str] = []
+    restored: list[str] = []
+
+    def restore_locked_before(position: int) -> None:
+        for cell in source.cells[:position]:
+            locked_code = cell.cell_type == "code" and cell.kind in ("locked", "other")
+            if locked_code and cell.grade_id and cell.grade_id not in done:
+                done.add(cell.grade_id)
+                restored.append(cell.grade_id)
+                script.cells.append((cell.grade_id, strip_magics(cell.text)))
+
+    for number, cell in enumerate(submitted, start=1):
+        if cell.cell_type != "code":
+            continue
+        match = by_id.get(cell.grade_id) if cell.grade_id else None
+        if match is None:  # a cell the student added (or renamed)
+            label = cell.grade_id or f"#{number} (added)"
+            script.cells.append((label, strip_magics(cell.text)))
+            script.student_cells.append((label, cell.text))
+            continue
+        position, original = match
+        if original.grade_id in done:
+            if original.grade_id in restored:  # moved further down, not deleted: it already ran in place
+                restored.remove(original.grade_id)
+            else:
+                script.duplicates.append(original.grade_id)
+            continue
+        restore_locked_before(position)
+        done.add(original.grade_id)
+        if original.kind == "test":
+            continue
+        if original.kind == "solution":
+            script.cells.append((original.grade_id, strip_magics(cell.text)))
+            script.student_cells.append((original.grade_id, cell.text))
+        else:
+            if cell.text.strip() != original.text.strip():
+                edited.append(original.grade_id)
+            script.cells.append((original.grade_id, strip_magics(original.text)))
+    restore_locked_before(len(source.cells))
+
+    for c in source.cells:
+        if c.cell_type == "code" and c.grade_id not in done:
+            if c.kind == "solution":
+                script.deleted.append(c.grade_id)
+            elif c.kind == "test":
+                script.missing_tests.append(c.grade_id)
+    if edited:
+        script.notes.append(f"locked cell(s) {', '.join(edited)} were edited; the original code was run instead")
+    if restored:
+        script.notes.append(f"locked cell(s) {', '.join(restored)} were missing; the original code was run in place")
+    return script

@@ -1,0 +1,276 @@
+"""End to end grading, in the style of nbgrader's own tests: a course directory in tmp_path,
+known submissions, ``autograde``, then exact scores read back FROM THE GRADEBOOK.
+
+Two courses:
+
+- the fixture lab (tests/fixtures/labs, two exercises, 2 + 3 points, and one written
+  answer) graded by a stand-in judge (tests/fixtures/fake_judge.py), with nbgrader's real
+  kernel step in the sandbox: hostile and broken submissions must cost nobody anything;
+- lab 1 with the real judge (autograder.judge), kernel step skipped to stay fast (the
+  fixture course covers it): perfect, untouched, classic mistakes and forged submissions.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.__main__ import main
+from autograder.course import Course, Labs
+from autograder.demo import hostile, mistake_submissions, perfect, submit, with_cells
+from autograder.feedback import HideHiddenTests, feedback
+from autograder.grading import autograde
+from autograder.report import grade_rows
+from autograder.sandbox import KernelLimits, KernelSandbox
+from tests.fixtures import fake_judge
+
+FIXTURE_LABS = Path(__file__).parent / "fixtures" / "labs"
+LAB = "fixture_lab"
+LIMITS = KernelLimits(cell_timeout=10, wall_timeout=120, memory_mb=2048)
+
+SQUARE_OK = "def square_sum(x):\n    return (x ** 2).sum()\n"
+# Hostile code that only acts in nbgrader's kernel (NBGRADER_EXECUTION is set there): the stand-in
+# judge runs cells without a sandbox, the real judge has its own tests (tests/test_judge.py).
+IN_KERNEL = "import os\nif os.environ.get('NBGRADER_EXECUTION'):\n"
+GRADEBOOK_ATTACK = IN_KERNEL + """    for target in {targets!r}:
+        try:
+            with open(target, "wb") as f:
+                f.write(b"garbage" * 1000)
+            print("wrote", target)
+        except OSError as err:
+            print("could not write", target, err)
+"""
+DAEMON = IN_KERNEL + """    import subprocess, sys
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"], start_new_session=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+FLOOD_AND_MEMORY_BOMB = IN_KERNEL + "    print('x' * 10**7)\n    hog = [bytearray(2**28) for _ in range(64)]  # 16 GB\n"
+
+# (test_square_sum, test_normalize_rows) that each student must get from the judge
+EXPECTED = {
+    "perfect": (2, 3), "stubs": (0, 0), "broken_json": (0, 0), "missing": (0, 0), "kernel_killer": (0, 3),
+    "gradebook_writer": (2, 3), "forger": (0, 0), "looper": (2, 0), "forker": (2, 3), "memory_hog": (2, 3),
+}
+
+
+def grades(course: Course, lab: str) -> dict[str, dict[str, tuple]]:
+    """{student: {grade cell: (auto_score, manual_score, needs_manual_grade)}} from the gradebook."""
+    with course.gradebook() as gb:
+        return {
+            sub.student_id: {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade)
+                             for g in gb.find_submission_notebook(lab, lab, sub.student_id).grades}
+            for sub in gb.find_assignment(lab).submissions
+        }
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The fixture course, every submission autograded and fed back; returns (course, results, log, marker)."""
+    root = tmp_path_factory.mktemp("course")
+    course = Course(root, labs=Labs(FIXTURE_LABS))
+    release_nb = nbformat.read(course.prepare(LAB), as_version=4)
+    source_nb = nbformat.read(course.labs.source(LAB), as_version=4)
+    good = perfect(source_nb, release_nb)
+    sandbox = KernelSandbox(LIMITS, hide=[course.root, course.labs.source_dir])
+    # the real gradebook's absolute path is only a target where the kernel step hides it
+    targets = ["../../../gradebook.db"] + ([str(course.root / "gradebook.db")] if sandbox.unshare else [])
+    marker = f"autograder-test-daemon-{uuid.uuid4().hex}"
+    submissions = {
+        "perfect": good,
+        "stubs": release_nb,
+        "kernel_killer": with_cells(good, {"square_sum": "import os\nos._exit(1)\n" + SQUARE_OK}),
+        "gradebook_writer": with_cells(good, {"square_sum": GRADEBOOK_ATTACK.format(targets=targets) + SQUARE_OK}),
+        "forger": hostile(release_nb),
+        "looper": with_cells(good, {"normalize_rows": "while True:\n    pass\n"}),
+        "forker": with_cells(good, {"square_sum": DAEMON.format(marker=marker) + SQUARE_OK}),
+        "memory_hog": with_cells(good, {"square_sum": FLOOD_AND_MEMORY_BOMB + SQUARE_OK}),
+    }
+    for student, nb in submissions.items():
+        submit(course, LAB, student, nb)
+    broken = course.path("submitted", LAB, "broken_json") / f"{LAB}.ipynb"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(nbformat.writes(good)[:500])  # cut off mid-file
+    renamed = course.path("submitted", LAB, "missing") / f"Copy of {LAB}.ipynb"
+    renamed.parent.mkdir(parents=True)
+    nbformat.write(good, renamed)
+
+    log: list[str] = []
+    results = autograde(course, LAB, judge=fake_judge.judge_notebook, limits=LIMITS, sandbox=sandbox, out=log.append)
+    feedback(course, LAB, out=log.append)
+    return course, {r.student: r for r in results}, log, marker
+
+
+def test_scores_in_the_gradebook_are_the_judges(graded):
+    course, results, _, _ = graded
+    book = grades(course, LAB)
+    assert set(book) == set(EXPECTED)
+    for student, (square, normalize) in EXPECTED.items():
+        assert book[student]["test_square_sum"][0] == square, student
+        assert book[student]["test_normalize_rows"][0] == normalize, student
+        assert results[student].score == square + normalize
+        assert not book[student]["test_square_sum"][2]  # autograded cells need no manual grading
+
+
+def test_written_answers_wait_for_a_grader_unless_left_empty(graded):
+    book = grades(graded[0], LAB)
+    assert book["perfect"]["written_answer"] == (None, None, True)
+    for student in ("stubs", "broken_json", "missing"):
+        assert book[student]["written_answer"] == (0.0, None, False)
+
+
+def test_the_batch_finished_with_one_line_per_student_and_the_isolation(graded):
+    _, results, log, _ = graded
+    assert set(results) == set(EXPECTED)
+    for student in EXPECTED:
+        assert sum(line.startswith(f"[autograde] {student}: ") for line in log) == 1
+    assert sum("isolation, kernel step" in line for line in log) == 1
+    assert sum("isolation, judge: fake judge" in line for line in log) == 1
+
+
+def test_hostile_kernels_hit_only_their_own_throwaway_course(graded):
+    course, results, _, marker = graded
+    with sqlite3.connect(course.root / "gradebook.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert "gradebook was damaged" in results["gradebook_writer"].kernel  # the relative path hit the throwaway
+    assert "kernel died" in results["kernel_killer"].kernel
+    for student in ("perfect", "looper", "memory_hog", "forker"):  # interrupted / MemoryError / forked: the rest ran
+        assert results[student].kernel == "ok", student
+    hog = nbformat.read(course.path("autograded", LAB, "memory_hog") / f"{LAB}.ipynb", as_version=4)
+    cell = next(c for c in hog.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "square_sum")
+    assert [o.get("ename") for o in cell.outputs if o.output_type == "error"] == ["MemoryError"]
+    assert len(nbformat.writes(hog)) < 200_000  # the 10 MB print was cut
+    assert processes_with(marker) == []  # the daemon forked by the kernel is gone
+
+
+def test_unreadable_submissions_get_zero_and_say_why(graded):
+    course, results, _, _ = graded
+    assert "is not valid JSON" in results["broken_json"].problem
+    assert "No fixture_lab.ipynb" in results["missing"].problem and "Copy of fixture_lab.ipynb" in results["missing"].problem
+    for student, phrase in [("broken_json", "is not valid JSON"), ("missing", "No fixture_lab.ipynb"),
+                            ("kernel_killer", "kernel died")]:
+        html = (course.path("feedback", LAB, student) / f"{LAB}.html").read_text()
+        assert phrase in html, student
+
+
+def test_feedback_shows_the_verdicts_not_the_hidden_tests(graded):
+    course = graded[0]
+    for student, (square, normalize) in EXPECTED.items():
+        html = (course.path("feedback", LAB, student) / f"{LAB}.html").read_text()
+        assert f"Judge: {square:g} / 2 points" in html and f"Judge: {normalize:g} / 3 points" in html, student
+        for hidden in ("HIDDEN TESTS", "manual_seed(0)", "functional.normalize(y"):
+            assert hidden not in html, (student, hidden)
+
+
+def test_hidden_test_blocks_are_blanked_in_any_autograded_notebook():
+    """Autograded notebooks made by plain nbgrader still carry hidden tests; the feedback drops them."""
+    source = nbformat.read(FIXTURE_LABS / "source" / LAB / f"{LAB}.ipynb", as_version=4)
+    cell = next(c for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_square_sum")
+    cell, _ = HideHiddenTests().preprocess_cell(cell, {}, 0)
+    assert "manual_seed" not in cell.source and "HIDDEN" not in cell.source
+    assert "assert torch.allclose(square_sum(x), torch.tensor(14.0))" in cell.source
+    assert "# (hidden tests: not shown" in cell.source
+
+
+def test_report_csv_has_a_row_per_student(graded, capsys):
+    course = graded[0]
+    code = main(["--labs-dir", str(FIXTURE_LABS), "report", LAB, "--course-dir", str(course.root),
+                 "--format", "csv", "--per-test"])
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["student"] for r in rows] == sorted(EXPECTED)
+    for row in rows:
+        square, normalize = EXPECTED[row["student"]]
+        assert (row["lab"], float(row["score"]), float(row["max_score"])) == (LAB, square + normalize, 5.0)
+        assert (float(row["test_square_sum"]), float(row["test_normalize_rows"])) == (square, normalize)
+        assert float(row["manual_max_score"]) == 1.0
+    assert {r["student"]: r["manual_pending"] for r in rows}["perfect"] == "1"
+
+
+def test_regrading_one_student_keeps_manual_grades_and_everyone_else(graded):
+    course = graded[0]
+    with course.gradebook() as gb:
+        grade = gb.find_grade("written_answer", LAB, LAB, "perfect")
+        grade.manual_score = 1.0
+        gb.db.commit()
+    before = grades(course, LAB)
+    autograde(course, LAB, student="perfect", judge=fake_judge.judge_notebook, execute=False, out=lambda line: None)
+    after = grades(course, LAB)
+    assert after == before
+    assert after["perfect"]["written_answer"] == (None, 1.0, True)
+    columns, rows = grade_rows(course, LAB)
+    assert {r["student"]: r["total_score"] for r in rows}["perfect"] == 6.0
+
+
+def test_cli_errors_say_what_to_do(tmp_path, capsys):
+    assert main(["--labs-dir", str(FIXTURE_LABS), "autograde", "nope", "--course-dir", str(tmp_path)]) == 2
+    assert "unknown lab 'nope'; known labs: fixture_lab" in capsys.readouterr().err
+    assert main(["--labs-dir", str(FIXTURE_LABS), "autograde", LAB, "--course-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no submitted/ folder" in err and f"{tmp_path}/submitted/<student>/<lab>/<lab>.ipynb" in err
+
+
+# -- lab 1 with the real judge ------------------------------------------------------------------
+LAB1 = "lab1_autoencoders"
+LAB1_FULL = {"autoencoder_test": 2.0, "reparameterize_test": 2.0, "vae_loss_test": 3.0, "interpolate_test": 1.0, "cluster_test": 1.0}
+# labs/source/lab1_autoencoders/demo_submissions/mistakes.json: no sigmoid, exp(logvar) as the std, averaged BCE
+LAB1_MISTAKES = {"autoencoder_test": 1.5, "reparameterize_test": 1.5, "vae_loss_test": 0.5, "interpolate_test": 1.0, "cluster_test": 1.0}
+
+
+def _real_judge():
+    try:
+        from autograder.judge import judge_notebook
+    except ImportError:
+        return None
+    return judge_notebook
+
+
+@pytest.fixture(scope="module")
+def lab1(tmp_path_factory):
+    labs = Labs()
+    if LAB1 not in labs.names() or _real_judge() is None:
+        pytest.skip(f"needs labs/source/{LAB1}/{LAB1}.ipynb and autograder.judge")
+    course = Course(tmp_path_factory.mktemp("lab1-course"), labs=labs)
+    release_nb = nbformat.read(course.prepare(LAB1), as_version=4)
+    good = perfect(nbformat.read(labs.source(LAB1), as_version=4), release_nb)
+    submit(course, LAB1, "perfect", good)
+    submit(course, LAB1, "untouched", release_nb)
+    submit(course, LAB1, "forger", hostile(release_nb))
+    mistakes = mistake_submissions(labs, LAB1)
+    assert "mistakes" in mistakes, "labs/source/lab1_autoencoders/demo_submissions/mistakes.json"
+    submit(course, LAB1, "mistakes", with_cells(good, mistakes["mistakes"]))
+    log: list[str] = []
+    autograde(course, LAB1, judge=_real_judge(), execute=False, out=log.append)
+    feedback(course, LAB1, out=log.append)
+    return course
+
+
+def test_lab1_scores_from_the_real_judge(lab1):
+    book = grades(lab1, LAB1)
+    auto = {student: {name: g[0] for name, g in cells.items() if name in LAB1_FULL} for student, cells in book.items()}
+    assert auto["perfect"] == LAB1_FULL
+    assert auto["untouched"] == dict.fromkeys(LAB1_FULL, 0.0)
+    assert auto["forger"] == dict.fromkeys(LAB1_FULL, 0.0)
+    assert auto["mistakes"] == LAB1_MISTAKES
+
+
+def test_lab1_feedback_hides_the_hidden_tests(lab1):
+    for student in ("perfect", "untouched", "forger", "mistakes"):
+        html = (lab1.path("feedback", LAB1, student) / f"{LAB1}.html").read_text()
+        assert "HIDDEN TESTS" not in html and "thorough=True" not in html, student  # the hidden calls
+        assert html.count("Judge: ") == len(LAB1_FULL), student
