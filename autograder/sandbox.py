@@ -36,7 +36,6 @@ import re
 import resource
 import shlex
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .course import REPO_ROOT
+from .judge.processes import chown_tree, fresh_uid, kill_all
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,11 @@ class KernelSandbox:
         if shutil.which("setpriv") is None:
             self.notes.append("runs as ROOT (no `setpriv` executable to drop privileges)")
             return None
-        self.uid = _free_uid()
+        self.uid = fresh_uid()
         with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:
             work = Path(tmp)
             (work / "home").mkdir()
-            _chown_tree(work, self.uid)
+            chown_tree(work, self.uid)
             check = [sys.executable, "-c", "import os, importlib.util as u, ipykernel, nbformat; open('probe', 'w'); "
                      "assert os.getuid() != 0 and u.find_spec('nbgrader') and u.find_spec('labkit')"]
             try:
@@ -190,7 +190,7 @@ class KernelSandbox:
         env = _base_env(workdir)
         env["AUTOGRADER_SANDBOX_TOKEN"] = token
         if self.uid is not None:
-            _chown_tree(workdir, self.uid)
+            chown_tree(workdir, self.uid)
         command = [
             sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student,
             "--course-dir", str(workdir), "--force",
@@ -214,8 +214,7 @@ class RunningStep:
         self.wall_timeout, self.started = wall_timeout, time.monotonic()
 
     def kill(self) -> None:
-        _kill_group(self.proc)
-        _kill_token(self.token)
+        kill_all(self.proc, marker=f"AUTOGRADER_SANDBOX_TOKEN={self.token}")
         self.log_file.close()
 
     def wait(self) -> KernelRun:
@@ -225,8 +224,8 @@ class RunningStep:
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-        _kill_group(self.proc)  # also when it finished: forks left behind go too
-        _kill_token(self.token)
+        # Also when it finished: forks left behind go too.
+        kill_all(self.proc, marker=f"AUTOGRADER_SANDBOX_TOKEN={self.token}")
         self.log_file.close()
         seconds = time.monotonic() - self.started
         log = Path(self.log_file.name).read_text(errors="replace")[-200_000:]
@@ -275,52 +274,12 @@ def _uncover_plan() -> dict[Path, list[Path]]:
     return plan
 
 
-def _free_uid(start: int = 61000) -> int:
-    """An unused uid (no passwd entry), different per grader process."""
-    uid = start + os.getpid() % 4000
-    while True:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-        uid += 1
 
 
-def _chown_tree(root: Path, uid: int) -> None:
-    for dirpath, _, filenames in os.walk(root):
-        os.chown(dirpath, uid, uid)
-        for name in filenames:
-            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
-def _kill_token(token: str) -> int:
-    """SIGKILL every process whose environment carries ``token`` (forks that escaped the group)."""
-    needle = f"AUTOGRADER_SANDBOX_TOKEN={token}".encode()
-    killed = 0
-    for _ in range(3):  # a fork bomb may spawn while we sweep
-        found = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if needle in (entry / "environ").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    found += 1
-            except (OSError, ValueError):
-                continue
-        killed += found
-        if not found:
-            break
-        time.sleep(0.05)
-    return killed
 
 
 def _diagnose(log: str, returncode: int) -> str:

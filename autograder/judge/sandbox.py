@@ -23,9 +23,7 @@ import functools
 import importlib.util
 import json
 import os
-import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import Isolation, channel
+from .processes import chown_tree, fresh_uid, kill_all
 from .results import MAX_OUTPUT_BYTES, read_arrays, read_status
 
 BOOT = ("import sys; sys.path.insert(0, sys.argv[1] + '/lib'); "
@@ -104,57 +103,12 @@ def _head(path: Path) -> str:
 
 # ---------------------------------------------------------------------------- processes
 
-def _processes_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
-def _processes_with(token: str) -> list[int]:
-    """Processes whose environment still carries this run's token (those that escaped the process group)."""
-    needle, pids = f"JUDGE_RUN={token}".encode(), []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
-def _kill_all(proc: subprocess.Popen, uid: int | None, token: str) -> None:
-    """The process group, then every process of the per-run uid or with the run's token, until none is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-    for _ in range(50):
-        pids = (_processes_of(uid) if uid is not None else []) + _processes_with(token)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.05)
 
 
-def _fresh_uid() -> int:
-    """An unused uid far above any account's: no passwd entry, no process, so this run owns it alone."""
-    while True:
-        uid = 1_500_000_000 + secrets.randbelow(500_000_000)
-        if not _processes_of(uid):
-            return uid
 
 
 # ---------------------------------------------------------------------------- the sandbox folder
@@ -206,11 +160,6 @@ def _seed_font_cache(target: Path) -> None:
             return
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    os.chown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -278,7 +227,7 @@ class Sandbox:
         """Run the child on ``plan`` and ``inputs`` with ``folder``'s files (but ``skip``); never raises
         for anything the child does. ``hide``: folders to blank out should the jail's bound folders hold them."""
         box = Path(tempfile.mkdtemp(prefix="judge-"))
-        uid = _fresh_uid() if self.caps.drop_user else None
+        uid = fresh_uid() if self.caps.drop_user else None
         read_end, write_end = os.pipe()
         reader = channel.Reader(read_end, MAX_OUTPUT_BYTES)
         try:
@@ -320,7 +269,7 @@ class Sandbox:
             if not path.is_symlink():
                 path.chmod(0o755 if path.is_dir() else 0o644)
         if uid is not None:
-            _chown_tree(box / "work", uid, uid)
+            chown_tree(box / "work", uid, uid)
             (box / "work").chmod(0o700)
         return plan
 
@@ -352,7 +301,7 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             run.timed_out = True
         finally:
-            _kill_all(proc, uid, token=box.name)
+            kill_all(proc, marker=f"JUDGE_RUN={box.name}", uid=uid)
         reader.join(timeout=5)
         reader.stop()
         run.seconds = time.monotonic() - start
