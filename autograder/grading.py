@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
@@ -32,20 +32,11 @@ from nbgrader.plugins import LateSubmissionPlugin
 from sqlalchemy.exc import SAWarning
 
 from .course import REPO_ROOT, Course, CourseError, hide_password, nbgrader_config, run_nbgrader
+from .judge import Verdict  # also for the verdicts the grader makes itself (unreadable submissions)
 from .feedback import cells_by_id, feedback_notebook, is_test_cell, write_autograded
 from .sandbox import KernelLimits, KernelSandbox
 
 MAX_NOTEBOOK_MB = 50  # a submission larger than this is not opened
-
-
-@dataclass
-class Verdict:
-    """Same fields as ``autograder.judge.Verdict``; used for the verdicts the grader makes itself."""
-
-    grade_id: str
-    score: float
-    max_score: float
-    messages: list[str] = field(default_factory=list)
 
 
 @dataclass
