@@ -55,6 +55,7 @@ class FeaturesOf(nn.Module):
     def __init__(self, encoder):
         super().__init__()
         self.encoder = encoder
+        self.train(encoder.training)  # a new module starts in train mode; keep the encoder's (predict restores it)
 
     def forward(self, x):
         return self.encoder.get_features(x) if hasattr(self.encoder, "get_features") else self.encoder(x)

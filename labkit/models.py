@@ -37,10 +37,13 @@ class DSpritesEncoder(nn.Module):
         self.dense = nn.Sequential(_dense(16 * 13 * 13, 120), _dense(120, 84))
         self.head = _dense(84, 84)
         self.logvar_head = nn.Linear(84, 84) if vae else None
+        # channels_last weights and inputs: a SimCLR step runs 1.5x faster on a 2-core CPU (measured;
+        # the default layout spends most of its time in the 6-channel BatchNorm). Not measured on a GPU.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor):
         """Features (B, 84); for a VAE, the pair (mu, logvar)."""
-        hidden = self.dense(self.convs(x))
+        hidden = self.dense(self.convs(x.contiguous(memory_format=torch.channels_last)))
         h = self.head(hidden)
         if self.vae:
             return h, self.logvar_head(hidden)

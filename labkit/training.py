@@ -248,6 +248,9 @@ def _images_and_labels(dataset, target: str) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _indices(sampler) -> torch.Tensor:
+    """The indices of a sampler with ``.indices``, or of an index sequence or tensor."""
+    if isinstance(sampler, torch.Tensor):  # (a tensor's own .indices is a sparse-tensor method)
+        return sampler.long()
     return torch.as_tensor(list(getattr(sampler, "indices", sampler)), dtype=torch.long)
 
 
@@ -269,7 +272,8 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
         fraction_of_labels: train on this random fraction of the training indices (``subset_seed``).
         freeze_features: True: the encoder stays frozen (eval mode, BatchNorm statistics
             untouched); its features are computed once and the head trains on the cache.
-            False: encoder and head train end to end (the supervised encoder).
+            False: encoder and head train end to end (the supervised encoder); afterwards the
+            encoder's BatchNorm statistics are recomputed over the training images.
 
     Returns ``(classifier, loss_array, train_acc, test_acc)``, accuracies in percent.
     """
@@ -302,6 +306,9 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
         history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
                       [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                       seed=seed, mixed_precision=True, desc="supervised", progress=progress)
+        # Short runs leave BatchNorm's running statistics behind the fast-moving weights (eval-mode accuracy
+        # far below train-mode); recompute them over the training images with the final weights ("precise BN").
+        calibrate_batchnorm(encoder, images[train_idx], device=device)
         model.eval()  # the encoder with it
         train_acc = accuracy(predict(model, images[train_idx], device=device), labels[train_idx])
         test_acc = accuracy(predict(model, images[test_idx], device=device), labels[test_idx])
@@ -316,14 +323,17 @@ def train_by_fraction(encoders: dict[str, nn.Module | None], dataset, train_samp
     """Test accuracy of a classifier per encoder and labelled fraction.
 
     Epochs are scaled by 1 / sqrt(fraction) so that small fractions still get enough updates
-    (as in the Neuromatch lesson). Returns ``{name: [test accuracy per fraction]}``.
+    (as in the Neuromatch lesson). With ``freeze_features=False`` every fraction trains its
+    own copy of the encoder as given (so pass an untrained one), end to end.
+    Returns ``{name: [test accuracy per fraction]}``.
     """
     results = {}
     for name, encoder in encoders.items():
         results[name] = []
         for f in fractions:
             epochs = max(1, round(num_epochs / math.sqrt(f)))
-            *_, test_acc = train_classifier(encoder, dataset, train_sampler, test_sampler, epochs,
+            model = encoder if freeze_features or encoder is None else copy.deepcopy(encoder)
+            *_, test_acc = train_classifier(model, dataset, train_sampler, test_sampler, epochs,
                                             fraction_of_labels=f, freeze_features=freeze_features,
                                             subset_seed=subset_seed, **kwargs)
             results[name].append(test_acc)

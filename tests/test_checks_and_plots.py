@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from labkit import checks, losses, models, plots, rsm
+from tests import lab4_solutions as lab4
 
 
 def test_checks_accept_the_references(capsys):
@@ -45,6 +46,20 @@ def test_autoencoder_check_names_the_missing_sigmoid():
 
     with pytest.raises(AssertionError, match="sigmoid"):
         checks.check_autoencoder(NoSigmoid)
+
+
+@pytest.mark.parametrize("check, right, wrong, hint", [
+    (checks.check_supervised_encoder, lab4.train_supervised_encoder, lab4.untrained_encoder, "no better than"),
+    (checks.check_model_rsms, lab4.plot_model_rsms, lab4.plot_model_rsms_unsorted, "sort_by_latent"),
+    (checks.check_probe, lab4.train_and_plot_probe, lab4.train_and_plot_probe_no_curve, "one line"),
+    (checks.check_rsm_histogram, lab4.rsm_similarity_histogram, lab4.rsm_similarity_histogram_diag, "diagonal"),
+])
+def test_lab4_checks_accept_answers_and_name_mistakes(check, right, wrong, hint, capsys):
+    check(right)
+    assert capsys.readouterr().out.strip()
+    with pytest.raises(AssertionError, match=hint):
+        check(wrong)
+    plt.close("all")
 
 
 def test_plots_draw(tmp_path):

@@ -274,3 +274,38 @@ def test_lab1_feedback_hides_the_hidden_tests(lab1):
         html = (lab1.path("feedback", LAB1, student) / f"{LAB1}.html").read_text()
         assert "HIDDEN TESTS" not in html and "thorough=True" not in html, student  # the hidden calls
         assert html.count("Judge: ") == len(LAB1_FULL), student
+
+
+# -- lab 4 with the real judge ------------------------------------------------------------------
+LAB4 = "lab4_representations"
+LAB4_FULL = {"supervised_encoder_test": 2.0, "rsm_test": 3.0, "model_rsms_test": 2.0, "probe_test": 2.0,
+             "contrastive_loss_test": 4.0, "rsm_histogram_test": 1.0}
+# labs/source/lab4_representations/demo_submissions/mistakes.json: a correlation matrix as the RSM, unsorted RSM
+# figures, no loss curve, NT-Xent without L2 normalization, the diagonal in the histogram
+LAB4_MISTAKES = {"supervised_encoder_test": 2.0, "rsm_test": 1.5, "model_rsms_test": 0.5, "probe_test": 1.5,
+                 "contrastive_loss_test": 4 * 2.5 / 6, "rsm_histogram_test": 0.0}
+
+
+@pytest.fixture(scope="module")
+def lab4(tmp_path_factory):
+    labs = Labs()
+    if LAB4 not in labs.names() or _real_judge() is None:
+        pytest.skip(f"needs labs/source/{LAB4}/{LAB4}.ipynb and autograder.judge")
+    course = Course(tmp_path_factory.mktemp("lab4-course"), labs=labs)
+    release_nb = nbformat.read(course.prepare(LAB4), as_version=4)
+    good = perfect(nbformat.read(labs.source(LAB4), as_version=4), release_nb)
+    submit(course, LAB4, "perfect", good)
+    submit(course, LAB4, "untouched", release_nb)
+    mistakes = mistake_submissions(labs, LAB4)
+    assert "mistakes" in mistakes, f"labs/source/{LAB4}/demo_submissions/mistakes.json"
+    submit(course, LAB4, "mistakes", with_cells(good, mistakes["mistakes"]))
+    autograde(course, LAB4, judge=_real_judge(), execute=False, out=lambda line: None)
+    return course
+
+
+def test_lab4_scores_from_the_real_judge(lab4):
+    book = grades(lab4, LAB4)
+    auto = {student: {name: g[0] for name, g in cells.items() if name in LAB4_FULL} for student, cells in book.items()}
+    assert auto["perfect"] == LAB4_FULL
+    assert auto["untouched"] == dict.fromkeys(LAB4_FULL, 0.0)
+    assert auto["mistakes"] == pytest.approx(LAB4_MISTAKES, abs=0.01)

@@ -26,6 +26,7 @@ from labkit import evaluation, losses, models, rsm
 from autograder.judge import Isolation, judge_notebook
 from autograder.judge.grade import grade_in_process
 from autograder.judge.sandbox import capabilities
+from tests import lab4_solutions as lab4
 
 LAB = "lab1_autoencoders"
 FULL = {"vae_loss_test": 3.0, "interpolate_test": 1.0}
@@ -453,6 +454,14 @@ def _cluster_with_labkit(z, num_clusters, seed=0):
     ("lab4_representations", "contrastive_loss_test", _ntxent_naive, 11 / 12, "small temperature"),
     ("lab4_representations", "contrastive_loss_test", lambda a, b, t=0.5: _ntxent_naive(a, b, 1 / t), 5 / 12,
      "multiplied by the temperature"),
+    ("lab4_representations", "rsm_histogram_test", lab4.rsm_similarity_histogram, 1.0, None),
+    ("lab4_representations", "rsm_histogram_test", lab4.rsm_similarity_histogram_diag, 0.0, "diagonal"),
+    ("lab4_representations", "model_rsms_test", lab4.plot_model_rsms, 1.0, None),
+    ("lab4_representations", "model_rsms_test", lab4.plot_model_rsms_unsorted, 0.25, "not sorted"),
+    ("lab4_representations", "probe_test", lab4.train_and_plot_probe, 1.0, None),
+    ("lab4_representations", "probe_test", lab4.train_and_plot_probe_no_curve, 0.75, "one line"),
+    ("lab4_representations", "supervised_encoder_test", lab4.train_supervised_encoder, 1.0, None),
+    ("lab4_representations", "supervised_encoder_test", lab4.untrained_encoder, 0.5, "no better than an untrained"),
 ])
 def test_exercise_definitions_on_trusted_functions(lab, grade_id, function, expected, message):
     """Each exercise gives the reference full marks and a classic mistake its exact share, with the right message."""

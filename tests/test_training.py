@@ -44,6 +44,14 @@ def test_frozen_encoder_is_untouched(tiny):
     assert 0 <= test_acc <= 100
 
 
+def test_frozen_encoder_keeps_its_mode(tiny):
+    """An encoder given in eval mode (a loaded pre-trained one) is still in eval mode afterwards."""
+    data, train, test = tiny
+    encoder = models.DSpritesEncoder().eval()
+    training.train_classifier(encoder, data, train, test, num_epochs=1, batch_size=200, seed=0, device="cpu")
+    assert not encoder.training
+
+
 def test_raw_pixels_and_label_fraction(tiny):
     data, train, test = tiny
     _, loss, _, test_acc = training.train_classifier(None, data, train, test, num_epochs=2, batch_size=100,

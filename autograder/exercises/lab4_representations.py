@@ -1,8 +1,12 @@
-"""Lab 4 (dSprites representations): the RSM and the SimCLR loss, with Neuromatch's function names.
+"""Lab 4 (dSprites representations): the RSM and the SimCLR loss (Neuromatch's function names),
+the supervised encoder, the RSM figure, the frozen-feature probe and the RSM histogram.
 
 References: ``labkit.rsm.compute_rsm`` and ``labkit.losses.contrastive_loss``;
 the properties are those of DESIGN.md 5.2 (rescaled rows, swapped views, joint
 permutation, odd N, the closed form, a small temperature, finite gradients).
+The fill-in exercises are graded by what they return: the child calls them on
+generated dSprites and small seeded encoders; the parent rebuilds the same data and
+encoders with labkit (same seed, same code) and compares.
 """
 from __future__ import annotations
 
@@ -191,4 +195,331 @@ CONTRASTIVE = Exercise(
     forbidden=("labkit.losses.contrastive_loss",),
 )
 
-EXERCISES = [RSM, CONTRASTIVE]
+
+
+# ---------------------------------------------------------------------------- shared: seeded data and encoders
+
+def _dsprites(args):
+    """The generated dSprites of a case and its seeded 80/20 split (the same in child and parent)."""
+    from labkit.datasets import dsprites
+
+    seed = int(args["seed"])
+    data = dsprites.DSprites.generate(int(args["num_images"]), seed=seed)
+    return data, *dsprites.train_test_split(data, seed=seed)
+
+
+def _encoder(images, seed: int):
+    """A seeded random encoder with calibrated BatchNorm, in eval mode (deterministic on CPU)."""
+    from labkit import models, training
+
+    torch.manual_seed(seed)
+    return training.calibrate_batchnorm(models.DSpritesEncoder(), images.unsqueeze(1), device="cpu")
+
+
+def _features(encoder, images) -> np.ndarray:
+    with torch.no_grad():
+        return encoder.get_features(images.unsqueeze(1).float()).double().numpy()
+
+
+def _axes_list(value, what: str) -> list:
+    from matplotlib.axes import Axes
+
+    items = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "flat") else [value]
+    items = list(np.asarray(items, dtype=object).flat)
+    if not items or not all(isinstance(ax, Axes) for ax in items):
+        raise TypeError(f"{what} should return matplotlib Axes")
+    return items
+
+
+def _close_figures():
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------- train_supervised_encoder
+
+SUPERVISED_MARGIN = 10.0  # percentage points above an untrained encoder, on the training images
+
+
+def supervised_cases(rng: np.random.Generator):
+    return {"small": {"seed": np.array(int(rng.integers(1000))), "num_images": np.array(800),
+                      "num_epochs": np.array(5), "batch_size": np.array(40)}}
+
+
+def probe_supervised(train_supervised_encoder, args):
+    data, train, test = _dsprites(args)
+    out = train_supervised_encoder(data, train, test, num_epochs=int(args["num_epochs"]),
+                                   batch_size=int(args["batch_size"]))
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("train_supervised_encoder should return the pair (encoder, test_acc)")
+    encoder, test_acc = out
+    if not isinstance(encoder, torch.nn.Module) or not hasattr(encoder, "get_features"):
+        raise TypeError("the first returned value should be the trained encoder (with get_features)")
+    encoder.eval()
+    return {"features": _features(encoder, data.images), "test_acc": scalar(torch.as_tensor(float(test_acc)),
+                                                                            "test_acc")}
+
+
+def _supervised_shape(ev):
+    f = ev.get("small", "features")
+    if f.shape == (int(ev.inputs["small"]["num_images"]), 84) and np.all(np.isfinite(f)):
+        return None
+    return f"the encoder should map each image to 84 finite features; got {_shape(f)}"
+
+
+def _train_probe(features, data, train) -> float:
+    """How well a logistic regression fits shape on the training images' features (what the encoder learned)."""
+    from labkit.evaluation import linear_probe
+
+    labels, idx = data.latents_classes[:, 0].numpy(), np.asarray(train.indices)
+    return linear_probe(features[idx], labels[idx], features[idx], labels[idx])
+
+
+def _supervised_probe(ev):
+    f = ev.get("small", "features")
+    data, train, _ = _dsprites(ev.inputs["small"])
+    if f.shape[0] != len(data):
+        return "no features to score"
+    learned = _train_probe(f, data, train)
+    untrained = _train_probe(_features(_encoder(data.images, int(ev.inputs["small"]["seed"])), data.images),
+                             data, train)
+    if learned >= untrained + SUPERVISED_MARGIN:
+        return None
+    return (f"the returned encoder's features separate shapes no better than an untrained encoder's (linear fit "
+            f"{learned:.0f}% vs {untrained:.0f}% on the training images): train a fresh encoder end to end with "
+            "its classifier (freeze_features=False) and return that encoder")
+
+
+def _supervised_accuracy(ev):
+    acc = float(ev.get("small", "test_acc"))
+    if 40.0 <= acc <= 100.0:
+        return None
+    return f"test_acc should be the classifier's test accuracy in percent (well above chance); got {acc:.3g}"
+
+
+def _shape(a):
+    return "a scalar" if a.ndim == 0 else f"shape {tuple(a.shape)}"
+
+
+SUPERVISED = Exercise(
+    grade_id="supervised_encoder_test",
+    function="train_supervised_encoder",
+    cases=supervised_cases,
+    probe=probe_supervised,
+    checks=[checks.holds(0.5, _supervised_shape), checks.holds(1.0, _supervised_probe),
+            checks.holds(0.5, _supervised_accuracy)],
+    forbidden=("labkit.pretrained.load_encoder", "labkit.pretrained._state"),
+)
+
+
+# ---------------------------------------------------------------------------- plot_model_rsms
+
+def model_rsm_cases(rng: np.random.Generator):
+    n = int(rng.integers(24, 40))
+    return {"two": {"seed": np.array(int(rng.integers(1000))), "num_images": np.array(n),
+                    "latent": rng.permutation(n).astype(F32) / n}}  # distinct values: one sorted order
+
+
+def _rsm_encoders(args):
+    data, *_ = _dsprites(args)
+    seed = int(args["seed"])
+    return data, {"first": _encoder(data.images, seed), "second": _encoder(data.images, seed + 1)}
+
+
+def probe_model_rsms(plot_model_rsms, args):
+    data, encoders = _rsm_encoders(args)
+    axes = _axes_list(plot_model_rsms(encoders, data.images.unsqueeze(1).float(), tensor(args["latent"]),
+                                      latent_name="a latent"), "plot_model_rsms")
+    shown = []
+    for ax in axes:
+        images = ax.get_images()
+        shown.append(np.asarray(images[0].get_array(), dtype=np.float64) if images else np.full((1, 1), np.nan))
+    _close_figures()
+    sizes = {a.shape for a in shown}
+    return {"count": np.array(len(axes)),
+            "rsms": np.stack(shown) if len(sizes) == 1 else np.full((len(shown), 1, 1), np.nan)}
+
+
+def _sorted_rsms(a, source=_features, normalize=True, sort=True):
+    data, encoders = _rsm_encoders(a)
+    order = np.argsort(a["latent"], kind="stable") if sort else np.arange(len(a["latent"]))
+    out = []
+    for encoder in encoders.values():
+        f = source(encoder, data.images)
+        if normalize:
+            f = _unit_rows(f)
+        out.append((f @ f.T)[order][:, order])
+    return np.stack(out)
+
+
+MODEL_RSM_MISTAKES = [
+    (lambda a: _sorted_rsms(a, sort=False), "the RSMs are not sorted: reorder rows and columns by the latent "
+     "(rsm.sort_by_latent)"),
+    (lambda a: _sorted_rsms(a, source=lambda e, x: x.flatten(1).double().numpy()),
+     "these are RSMs of the raw pixels: use each encoder's features (get_features)"),
+    (lambda a: _sorted_rsms(a, normalize=False), "the rows are not L2-normalized: an RSM holds cosine similarities"),
+]
+
+
+def _model_rsm_count(ev):
+    if int(ev.get("two", "count")) == 2:
+        return None
+    return "return one axis per encoder, in the order of the dict (2 encoders here)"
+
+
+MODEL_RSMS = Exercise(
+    grade_id="model_rsms_test",
+    function="plot_model_rsms",
+    cases=model_rsm_cases,
+    probe=probe_model_rsms,
+    checks=[checks.holds(0.5, _model_rsm_count),
+            checks.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=1e-4,
+                           hint="the images shown are not the encoders' RSMs sorted by the latent")],
+    forbidden=(),
+)
+
+
+# ---------------------------------------------------------------------------- train_and_plot_probe
+
+def probe_cases(rng: np.random.Generator):
+    return {"frozen": {"seed": np.array(int(rng.integers(1000))), "num_images": np.array(3000),
+                       "num_epochs": np.array(40)}}
+
+
+def probe_probe(train_and_plot_probe, args):
+    data, train, test = _dsprites(args)
+    encoder = _encoder(data.images, int(args["seed"]))
+    before = [t.clone() for t in encoder.state_dict().values()]
+    out = train_and_plot_probe(encoder, data, train, test, num_epochs=int(args["num_epochs"]), title="probe")
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("train_and_plot_probe should return the pair (test_acc, ax)")
+    test_acc, ax = out
+    ax = _axes_list(ax, "train_and_plot_probe's second value")[0]
+    lines = ax.get_lines()
+    change = max(float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+                 for a, b in zip(before, encoder.state_dict().values()))
+    curve = np.asarray(lines[0].get_ydata(), dtype=np.float64) if len(lines) == 1 else np.full(0, np.nan)
+    _close_figures()
+    return {"test_acc": scalar(torch.as_tensor(float(test_acc)), "test_acc"), "curve": curve,
+            "change": np.array(change), "training_mode": np.array(float(encoder.training))}
+
+
+def _probe_frozen(ev):
+    if float(ev.get("frozen", "change")) == 0.0 and float(ev.get("frozen", "training_mode")) == 0.0:
+        return None
+    return ("the encoder changed (weights, BatchNorm statistics or mode): train only the classifier on frozen "
+            "features (freeze_features=True)")
+
+
+def _probe_curve(ev):
+    curve, epochs = ev.get("frozen", "curve"), int(ev.inputs["frozen"]["num_epochs"])
+    if len(curve) >= epochs and np.all(np.isfinite(curve)) and curve[-max(1, len(curve) // 10):].mean() < curve[0]:
+        return None
+    return "the axis should hold one line: the classifier's loss at every step, falling as it trains"
+
+
+def _probe_reference(a) -> list[float]:
+    from labkit import training
+
+    data, train, test = _dsprites(a)
+    encoder = _encoder(data.images, int(a["seed"]))
+    return [training.train_classifier(encoder, data, train, test, int(a["num_epochs"]), seed=s, device="cpu",
+                                      progress=False)[3] for s in range(3)]
+
+
+def _probe_accuracy(ev):
+    acc = float(ev.get("frozen", "test_acc"))
+    reference = _probe_reference(ev.inputs["frozen"])
+    if abs(acc - np.mean(reference)) <= max(6.0, 3 * np.std(reference)):
+        return None
+    return (f"test_acc {acc:.1f}% is far from a linear classifier's test accuracy on these frozen features "
+            f"(about {np.mean(reference):.0f}%): return the test accuracy in percent from training.train_classifier")
+
+
+PROBE = Exercise(
+    grade_id="probe_test",
+    function="train_and_plot_probe",
+    cases=probe_cases,
+    probe=probe_probe,
+    checks=[checks.holds(0.75, _probe_frozen), checks.holds(0.5, _probe_curve), checks.holds(0.75, _probe_accuracy)],
+    forbidden=(),
+)
+
+
+# ---------------------------------------------------------------------------- rsm_similarity_histogram
+
+def histogram_cases(rng: np.random.Generator):
+    def matrix(n, d, positive):
+        f = rng.uniform(0, 1, (n, d)) if positive else rng.normal(size=(n, d))
+        return (_unit_rows(f) @ _unit_rows(f).T).astype(F32)
+
+    return {"pair": {"first": matrix(int(rng.integers(20, 30)), 6, False), "second": matrix(25, 4, True),
+                     "bins": np.array(int(rng.integers(12, 25)))}}
+
+
+def probe_histogram(rsm_similarity_histogram, args):
+    bins = int(args["bins"])
+    ax = _axes_list(rsm_similarity_histogram({"first": tensor(args["first"]), "second": tensor(args["second"])},
+                                             bins=bins), "rsm_similarity_histogram")[0]
+    bars = [c for c in ax.containers if len(c) == bins]
+    heights = [[bar.get_height() for bar in c] for c in bars]
+    edges = [[bar.get_x() for bar in c] + [c[-1].get_x() + c[-1].get_width()] for c in bars]
+    _close_figures()
+    return {"heights": np.array(heights, dtype=np.float64).reshape(len(bars), bins),
+            "edges": np.array(edges, dtype=np.float64).reshape(len(bars), bins + 1)}
+
+
+def _normalized_histograms(a, values):
+    out = []
+    for key in ("first", "second"):
+        counts, _ = np.histogram(values(a[key].astype(np.float64)), bins=int(a["bins"]), range=(-1, 1))
+        out.append(counts / counts.sum())
+    return np.stack(out)
+
+
+def _upper(m):
+    return m[np.triu_indices(len(m), k=1)]
+
+
+def _histogram_reference(a):
+    return _normalized_histograms(a, _upper)
+
+
+def probe_normalized(ev):
+    h = ev.get("pair", "heights")
+    return h / np.maximum(h.sum(axis=1, keepdims=True), 1e-300)
+
+
+HISTOGRAM_MISTAKES = [
+    (lambda a: _normalized_histograms(a, np.ravel), "the diagonal (each input with itself, always 1) is counted: "
+     "use the off-diagonal entries only (rsm.offdiagonal)"),
+]
+
+
+def _histogram_matches(ev):
+    got, a = probe_normalized(ev), ev.inputs["pair"]
+    if got.shape != (2, int(a["bins"])):
+        return (f"expected one histogram of {int(a['bins'])} bins per RSM drawn with ax.hist (2 here); "
+                f"found {got.shape[0]}")
+    edges = ev.get("pair", "edges")
+    if not np.allclose(edges[:, [0, -1]], [-1, 1], atol=1e-6):
+        return "the bins should span the whole range of cosine similarity: range=(-1, 1)"
+    if np.allclose(got, _histogram_reference(a), atol=1e-6):
+        return None
+    for variant, message in HISTOGRAM_MISTAKES:
+        if np.allclose(got, variant(a), atol=1e-6):
+            return message
+    return "the bar heights are not the histogram of each RSM's off-diagonal similarities"
+
+
+HISTOGRAM = Exercise(
+    grade_id="rsm_histogram_test",
+    function="rsm_similarity_histogram",
+    cases=histogram_cases,
+    probe=probe_histogram,
+    checks=[checks.holds(1.0, _histogram_matches)],
+    forbidden=("labkit.plots.plot_rsm_histogram",),
+)
+
+EXERCISES = [SUPERVISED, RSM, MODEL_RSMS, PROBE, CONTRASTIVE, HISTOGRAM]

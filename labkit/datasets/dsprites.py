@@ -291,6 +291,19 @@ def train_test_split(dataset, train_fraction: float = 0.8, seed: int = 0):
     return _sampler(train), _sampler(test)
 
 
+def limit(sampler, n: int | None, seed: int = 0):
+    """A sampler over a seeded random ``n`` of ``sampler``'s indices (all of them when n is None or larger).
+
+    The lab's reduced scales keep the 20,000-image dataset and its split (so that the shipped
+    encoders never see a test image) and only evaluate on fewer of the images.
+    """
+    indices = torch.as_tensor(list(sampler.indices))
+    if n is None or n >= len(indices):
+        return sampler
+    keep = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))[:n]
+    return _sampler(indices[keep])
+
+
 # Neuromatch's "shape_posX_spaced" bias: shape class -> the posX range [lo, hi) it keeps.
 BIAS_POSX_RANGES = ((0.0, 0.3), (0.35, 0.65), (0.7, 1.0))
 

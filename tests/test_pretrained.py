@@ -1,0 +1,86 @@
+"""The shipped dSprites encoders: present, intact, frozen when loaded, and showing the lab's science."""
+import shutil
+
+import pytest
+import torch
+
+from labkit import pretrained, training
+from labkit.datasets import dsprites
+
+
+def test_every_shipped_file_is_listed_and_matches_its_hash():
+    assert pretrained.verify() == []
+    table = pretrained.manifest()
+    assert set(table) == set(pretrained.NAMES) | {"vae_decoder"}
+    for stem, entry in table.items():
+        recipe_name = stem.removesuffix("_decoder")
+        assert entry["recipe"] == pretrained.dataclasses.asdict(pretrained.RECIPES[recipe_name]), stem
+        assert entry["data"] == pretrained.DATA
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_loaded_encoders_are_frozen_and_give_84_features(name):
+    encoder = pretrained.load_encoder(name, device="cpu")
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    images = dsprites.DSprites.generate(8, seed=1).images.unsqueeze(1).float()
+    features = encoder.get_features(images)
+    assert features.shape == (8, 84) and torch.isfinite(features).all()
+    assert features.std(dim=0).mean() > 0.01  # not collapsed to a constant (the random one is calibrated)
+    if name.startswith("vae"):
+        mu, logvar = encoder(images)
+        assert torch.equal(features, mu)
+
+
+def test_the_vae_decoder_reconstructs():
+    encoder, decoder = pretrained.load_encoder("vae", "cpu"), pretrained.load_decoder("vae", "cpu")
+    images = dsprites.DSprites.generate(64, seed=2).images.unsqueeze(1).float()
+    with torch.no_grad():
+        recon = torch.sigmoid(decoder(encoder.get_features(images)))
+    blank = (images - images.mean()).abs().mean()
+    assert recon.shape == images.shape
+    assert (recon - images).abs().mean() < 0.5 * blank  # far better than a flat grey image
+
+
+def test_a_frozen_encoder_stays_frozen_while_a_classifier_trains():
+    encoder = pretrained.load_encoder("simclr", "cpu")
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    data = dsprites.DSprites.generate(600, seed=3)
+    train, test = dsprites.train_test_split(data, seed=3)
+    training.train_classifier(encoder, data, train, test, num_epochs=2, batch_size=100, device="cpu")
+    assert not encoder.training
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
+def test_unknown_names_and_damaged_files_say_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(KeyError, match="simclr_2neg"):
+        pretrained.load_encoder("simclr2")
+    shutil.copytree(pretrained.WEIGHTS, tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "weights" / "manifest.json")
+    path = tmp_path / "weights" / "simclr.pt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="python -m labkit.pretrained train simclr"):
+        pretrained.load_encoder("simclr")
+    path.unlink()
+    assert any("simclr.pt is missing" in p for p in pretrained.verify())
+    with pytest.raises(FileNotFoundError, match="train simclr"):
+        pretrained.load_encoder("simclr")
+
+
+@pytest.mark.slow
+def test_the_accuracy_table_shows_the_lab_pattern():
+    """The lab's claims, computed from the shipped files on the 20k set (about a minute on CPU)."""
+    table = pretrained.accuracy_table(device="cpu")
+    print("\n" + pretrained.format_table(table))
+    acc = {row: cols["all"] for row, cols in table.items()}
+    few = {row: cols["5% labels"] for row, cols in table.items()}
+    assert acc["supervised"] > 90
+    assert acc["raw pixels"] < 60 and acc["random"] < 65 and acc["vae"] < 65
+    assert acc["simclr"] > max(acc["vae"], acc["random"], acc["raw pixels"]) + 15
+    assert acc["simclr_2neg"] < acc["simclr"] - 5
+    assert few["simclr"] > few["vae"] + 10 and few["simclr"] > few["random"] + 10
+    # the bias: SimCLR loses less than the VAE going from the control pool to the biased one
+    drop = {row: table[row]["bias control"] - table[row]["biased"] for row in ("vae", "simclr")}
+    assert table["simclr"]["biased"] > table["vae"]["biased"] + 10
