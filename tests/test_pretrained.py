@@ -79,14 +79,20 @@ def table():
 
 @pytest.mark.slow
 def test_the_shipped_encoders_show_the_lab_pattern(table):
-    """What the CPU-trained encoders do show (README table): supervised >> SimCLR > VAE > random, raw pixels."""
+    """What the CPU-trained encoders do show (README table): supervised >> SimCLR > VAE > random, raw pixels,
+    and the bias experiment's pattern; each bound has a margin of at least 3 points over what was measured."""
     acc = {row: cols["all"] for row, cols in table.items()}
     assert acc["supervised"] > 90  # the original: 98.7
     assert acc["raw pixels"] < 50 and acc["random"] < 50  # 39.6 and 44.7
     assert acc["simclr"] > max(acc["random"], acc["raw pixels"]) + 5
     assert acc["simclr"] > acc["vae"]
     assert acc["simclr_2neg"] < acc["simclr"]
-    assert table["supervised"]["5% labels"] < acc["supervised"]
+    assert table["supervised"]["5% labels"] < acc["supervised"] - 20  # end to end on 800 labels
+    # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR does not
+    assert table["supervised"]["biased"] < table["supervised"]["bias control"] - 20
+    assert max(table[row]["biased"] for row in ("raw pixels", "random", "vae", "supervised")) < 40
+    assert table["simclr"]["biased"] > table["vae"]["biased"] + 10
+    assert table["simclr"]["biased"] > table["simclr"]["bias control"] - 5
 
 
 @pytest.mark.slow
@@ -94,5 +100,5 @@ def test_the_shipped_encoders_show_the_lab_pattern(table):
                    "about 55%; Neuromatch's recipe (60 epochs of batch 1000) needs a GPU: retrain and this passes")
 def test_simclr_reaches_the_original_level(table):
     assert table["simclr"]["all"] > 90  # the original: 97.5
-    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"]
-    assert table["simclr"]["biased"] > table["vae"]["biased"] + 10
+    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 20  # the original: about 92 vs 45
+    assert table["simclr_2neg"]["all"] < table["simclr"]["all"] - 15  # the original: 66.8 vs 97.5
