@@ -167,7 +167,7 @@ def _calibrated_encoder(images: torch.Tensor, seed: int):
 
 
 def _state(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [t.detach().clone() for t in module.state_dict().values()]
+    return [t.detach().cpu().clone() for t in module.state_dict().values()]  # cpu: the function may move it
 
 
 def _axes(value, what: str):

@@ -290,14 +290,15 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
     num_classes = int(labels.max()) + 1
 
     if freeze_features or encoder is None:
-        feats = extract_features(encoder, images, device=device)  # (N, D), computed once, encoder frozen
-        classifier = nn.Linear(feats.shape[1], num_classes).to(device)
+        # features of the images in use only, computed once; the encoder stays frozen
+        train_feats, test_feats = (extract_features(encoder, images[idx], device=device) for idx in (train_idx, test_idx))
+        classifier = nn.Linear(train_feats.shape[1], num_classes).to(device)
         history = fit(classifier.parameters(), lambda h, y: nn.functional.cross_entropy(classifier(h), y),
-                      [feats[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+                      [train_feats, labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                       seed=seed, desc="classifier", progress=progress)
         with torch.no_grad():
-            train_acc = accuracy(classifier(feats[train_idx]), labels[train_idx])
-            test_acc = accuracy(classifier(feats[test_idx]), labels[test_idx])
+            train_acc = accuracy(classifier(train_feats), labels[train_idx])
+            test_acc = accuracy(classifier(test_feats), labels[test_idx])
     else:
         encoder.to(device).train()
         features = FeaturesOf(encoder)
