@@ -368,13 +368,15 @@ def _model_rsm_count(ev):
     return "return one axis per encoder, in the order of the dict (2 encoders here)"
 
 
+# atol 2e-3: the child's float32 features (jailed, other thread count) differ from the parent's by up to
+# ~2e-4 in cosine similarity; the known mistakes differ by more than 0.05.
 MODEL_RSMS = Exercise(
     grade_id="model_rsms_test",
     function="plot_model_rsms",
     cases=model_rsm_cases,
     probe=probe_model_rsms,
     checks=[checks.holds(0.5, _model_rsm_count),
-            checks.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=1e-4,
+            checks.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=2e-3,
                            hint="the images shown are not the encoders' RSMs sorted by the latent")],
     forbidden=(),
 )
