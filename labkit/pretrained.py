@@ -165,7 +165,7 @@ def train(name: str, device=None, progress: bool = True) -> dict[str, dict]:
     elif recipe.method == "supervised":
         encoder = models.DSpritesEncoder()
         labels = data.latents_classes[idx, 0]
-        everything = torch.arange(len(idx))
+        everything = torch.arange(len(idx))  # train on every image of the recipe's set; the lab tests it later
         training.train_classifier(encoder, (images, labels), everything, everything[:1], freeze_features=False,
                                   **common)
     elif recipe.method == "vae":
