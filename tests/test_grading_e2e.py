@@ -240,24 +240,31 @@ def _real_judge():
     return judge_notebook
 
 
+def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:
+    """A course with the demo's students for ``lab`` (perfect, untouched, mistakes, optionally the forger),
+    autograded by the real judge and given feedback."""
+    labs = Labs()
+    if lab not in labs.names() or _real_judge() is None:
+        pytest.skip(f"needs labs/source/{lab}/{lab}.ipynb and autograder.judge")
+    course = Course(tmp_path_factory.mktemp(f"{lab}-course"), labs=labs)
+    release_nb = nbformat.read(course.prepare(lab), as_version=4)
+    good = perfect(nbformat.read(labs.source(lab), as_version=4), release_nb)
+    submit(course, lab, "perfect", good)
+    submit(course, lab, "untouched", release_nb)
+    if forger:
+        submit(course, lab, "forger", hostile(release_nb))
+    mistakes = mistake_submissions(labs, lab)
+    assert "mistakes" in mistakes, f"labs/source/{lab}/demo_submissions/mistakes.json"
+    submit(course, lab, "mistakes", with_cells(good, mistakes["mistakes"]))
+    log: list[str] = []
+    autograde(course, lab, judge=_real_judge(), execute=False, out=log.append)
+    feedback(course, lab, out=log.append)
+    return course
+
+
 @pytest.fixture(scope="module")
 def lab1(tmp_path_factory):
-    labs = Labs()
-    if LAB1 not in labs.names() or _real_judge() is None:
-        pytest.skip(f"needs labs/source/{LAB1}/{LAB1}.ipynb and autograder.judge")
-    course = Course(tmp_path_factory.mktemp("lab1-course"), labs=labs)
-    release_nb = nbformat.read(course.prepare(LAB1), as_version=4)
-    good = perfect(nbformat.read(labs.source(LAB1), as_version=4), release_nb)
-    submit(course, LAB1, "perfect", good)
-    submit(course, LAB1, "untouched", release_nb)
-    submit(course, LAB1, "forger", hostile(release_nb))
-    mistakes = mistake_submissions(labs, LAB1)
-    assert "mistakes" in mistakes, "labs/source/lab1_autoencoders/demo_submissions/mistakes.json"
-    submit(course, LAB1, "mistakes", with_cells(good, mistakes["mistakes"]))
-    log: list[str] = []
-    autograde(course, LAB1, judge=_real_judge(), execute=False, out=log.append)
-    feedback(course, LAB1, out=log.append)
-    return course
+    return _demo_course(tmp_path_factory, LAB1, forger=True)
 
 
 def test_lab1_scores_from_the_real_judge(lab1):
@@ -288,19 +295,7 @@ LAB4_MISTAKES = {"supervised_encoder_test": 2.0, "rsm_test": 1.5, "model_rsms_te
 
 @pytest.fixture(scope="module")
 def lab4(tmp_path_factory):
-    labs = Labs()
-    if LAB4 not in labs.names() or _real_judge() is None:
-        pytest.skip(f"needs labs/source/{LAB4}/{LAB4}.ipynb and autograder.judge")
-    course = Course(tmp_path_factory.mktemp("lab4-course"), labs=labs)
-    release_nb = nbformat.read(course.prepare(LAB4), as_version=4)
-    good = perfect(nbformat.read(labs.source(LAB4), as_version=4), release_nb)
-    submit(course, LAB4, "perfect", good)
-    submit(course, LAB4, "untouched", release_nb)
-    mistakes = mistake_submissions(labs, LAB4)
-    assert "mistakes" in mistakes, f"labs/source/{LAB4}/demo_submissions/mistakes.json"
-    submit(course, LAB4, "mistakes", with_cells(good, mistakes["mistakes"]))
-    autograde(course, LAB4, judge=_real_judge(), execute=False, out=lambda line: None)
-    return course
+    return _demo_course(tmp_path_factory, LAB4, forger=False)
 
 
 def test_lab4_scores_from_the_real_judge(lab4):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..judge import checks
+from ..judge.checks import _shape
 from ..judge.exercise import Exercise
 from ..judge.probing import grad_of, scalar, tensor, to_numpy
 
@@ -296,10 +297,6 @@ def _supervised_accuracy(ev):
     if 20.0 <= acc <= 100.0:  # a percentage; on 160 test images a short run scatters around 35-55
         return None
     return f"test_acc should be the classifier's test accuracy in percent (0-100, chance is 33); got {acc:.3g}"
-
-
-def _shape(a):
-    return "a scalar" if a.ndim == 0 else f"shape {tuple(a.shape)}"
 
 
 SUPERVISED = Exercise(
