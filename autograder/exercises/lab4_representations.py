@@ -103,8 +103,25 @@ def contrastive_cases(rng: np.random.Generator):
         "n5": case(z1, z2, 0.5), "n6": case(*views(6, 16), 0.2),
         "n5_rescaled": case(z1 * a, z2 * b, 0.5), "n5_swapped": case(z2, z1, 0.5),
         "n5_permuted": case(z1[perm], z2[perm], 0.5),
-        "closed_form": case(basis, basis, 0.5), "cold": case(*views(5, 8), 0.01),
+        "closed_form": case(basis, basis, 0.5), "cold": case(*_cold_views(rng), 0.01),
     }
+
+
+def _cold_views(rng: np.random.Generator):
+    """Views for T = 0.01 with a fixed geometry, so that each wrong variant fails (or passes) this case on every seed.
+
+    Random views at T = 0.01 often give a loss of ~0 (every positive wins by far), and then the sum, one-view and
+    unnormalized variants pass by chance. These fixed views give 6.1 nats: three of the ten anchors lose to a
+    negative, the two views' means differ by a third, and one positive's cosine (0.94) overflows a float32 exp(sim/T).
+    A random rotation, row scales and batch order keep the numbers fresh; the loss does not depend on them.
+    """
+    fixed = np.random.default_rng(8)
+    z1 = fixed.normal(size=(5, 8))
+    z2 = z1 + fixed.normal(size=(5, 8))
+    rotation = np.linalg.qr(rng.normal(size=(8, 8)))[0]
+    order = rng.permutation(5)
+    scaled = lambda z: _unit_rows(z) @ rotation * rng.uniform(2.0, 5.0, (5, 1))
+    return scaled(z1)[order], scaled(z2)[order]
 
 
 def probe_contrastive(custom_simclr_contrastive_loss, args):
