@@ -79,26 +79,26 @@ def table():
 
 @pytest.mark.slow
 def test_the_shipped_encoders_show_the_lab_pattern(table):
-    """What the CPU-trained encoders do show (README table): supervised >> SimCLR > VAE > random, raw pixels,
-    and the bias experiment's pattern; each bound has a margin of at least 3 points over what was measured."""
+    """What the shipped encoders show (README table): supervised > SimCLR >> VAE > random, raw pixels; SimCLR
+    ahead with few labels and worse with two negatives; the bias experiment's pattern. Each bound keeps a
+    margin of at least 3 points from what was measured (SimCLR: 79 all, 72 at 5%, 68 with two negatives)."""
     acc = {row: cols["all"] for row, cols in table.items()}
     assert acc["supervised"] > 90  # the original: 98.7
     assert acc["raw pixels"] < 50 and acc["random"] < 50  # 39.6 and 44.7
-    assert acc["simclr"] > max(acc["random"], acc["raw pixels"]) + 5
-    assert acc["simclr"] > acc["vae"]
-    assert acc["simclr_2neg"] < acc["simclr"]
+    assert acc["simclr"] > acc["vae"] + 20  # 97.5 and 45.8
+    assert acc["simclr_2neg"] < acc["simclr"] - 5  # 66.8: too few negatives
     assert table["supervised"]["5% labels"] < acc["supervised"] - 20  # end to end on 800 labels
-    # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR does not
+    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 15  # about 92 against 45
+    # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR does not (above its control)
     assert table["supervised"]["biased"] < table["supervised"]["bias control"] - 20
     assert max(table[row]["biased"] for row in ("raw pixels", "random", "vae", "supervised")) < 40
-    assert table["simclr"]["biased"] > table["vae"]["biased"] + 10
-    assert table["simclr"]["biased"] > table["simclr"]["bias control"] - 5
+    assert table["simclr"]["biased"] > table["vae"]["biased"] + 40
+    assert table["simclr"]["biased"] > table["simclr"]["bias control"] + 10
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped SimCLR encoders were trained on a 2-core CPU for 20 epochs and reach "
-                   "about 55%; Neuromatch's recipe (60 epochs of batch 1000) needs a GPU: retrain and this passes")
+@pytest.mark.xfail(strict=True, reason="Neuromatch's SimCLR recipe (60 epochs of batch 1000), run by labkit on this "
+                   "CPU, reaches 79% (kNN 88%), not the original's 97.5%, and two negatives cost 11 points, not 31")
 def test_simclr_reaches_the_original_level(table):
     assert table["simclr"]["all"] > 90  # the original: 97.5
-    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 20  # the original: about 92 vs 45
-    assert table["simclr_2neg"]["all"] < table["simclr"]["all"] - 15  # the original: 66.8 vs 97.5
+    assert table["simclr_2neg"]["all"] < table["simclr"]["all"] - 20  # the original: 66.8 vs 97.5
