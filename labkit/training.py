@@ -72,9 +72,10 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device) -> lis
 
 def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor], *, num_epochs: int,
         batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0, seed: int | None = None,
-        after_step: Callable[[int, int], None] | None = None, mixed_precision: bool = False,
+        lr_schedule: str = "cosine", after_step: Callable[[int, int], None] | None = None, mixed_precision: bool = False,
         desc: str = "training", progress: bool | None = None) -> np.ndarray:
-    """Adam with a cosine learning-rate schedule over ``num_epochs`` passes through ``data``.
+    """Adam over ``num_epochs`` passes through ``data``; the learning rate decays to 0 on a cosine
+    (``lr_schedule="cosine"``) or stays at ``lr`` (``"constant"``).
 
     Args:
         params: the parameters to optimize.
@@ -95,7 +96,10 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
     optimizer = torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay)
     total = num_epochs * max(1, len(images) // batch_size)  # steps; matches _batches
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1)) if lr_schedule == "cosine"
+                else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
     use_bf16 = mixed_precision and device.type == "cuda"
     history, done = [], 0
     bar = tqdm(range(num_epochs), desc=desc, disable=config.quiet() if progress is None else not progress)
@@ -139,8 +143,8 @@ def _augment_generator(seed: int | None, device) -> torch.Generator | None:
 
 def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *, projector: nn.Module | None = None,
                  num_epochs: int = 10, batch_size: int = 1000, lr: float = 1e-3, temperature: float = 0.5,
-                 neg_pairs: int | float | str = "all", seed: int | None = None, device=None,
-                 progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+                 neg_pairs: int | float | str = "all", lr_schedule: str = "cosine", seed: int | None = None,
+                 device=None, progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
     """SimCLR: two augmented views per image, NT-Xent on ``projector(encoder(view))``.
 
     ``images``: (N, C, H, W) or (N, H, W) uint8 or float. ``projector=None`` puts the loss on
@@ -156,7 +160,7 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
         return losses.contrastive_loss(model(x1), model(x2), temperature, neg_pairs, generator=gen)
 
     history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
-                  seed=seed, mixed_precision=True, desc="SimCLR", progress=progress)
+                  lr_schedule=lr_schedule, seed=seed, mixed_precision=True, desc="SimCLR", progress=progress)
     return encoder.eval(), history
 
 

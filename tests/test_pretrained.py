@@ -80,15 +80,16 @@ def table():
 @pytest.mark.slow
 def test_the_shipped_encoders_show_the_lab_pattern(table):
     """What the shipped encoders show (README table): supervised > SimCLR >> VAE > random, raw pixels; SimCLR
-    ahead with few labels and worse with two negatives; the bias experiment's pattern. Each bound keeps a
-    margin of at least 3 points from what was measured (SimCLR: 79 all, 72 at 5%, 68 with two negatives)."""
+    far ahead with few labels and worse with two negatives; the bias experiment's pattern. Each bound keeps a
+    margin of at least 3 points from what was measured (SimCLR: 92 all, 77 at 5%, 78 with two negatives)."""
     acc = {row: cols["all"] for row, cols in table.items()}
     assert acc["supervised"] > 90  # the original: 98.7
     assert acc["raw pixels"] < 50 and acc["random"] < 50  # 39.6 and 44.7
-    assert acc["simclr"] > acc["vae"] + 20  # 97.5 and 45.8
-    assert acc["simclr_2neg"] < acc["simclr"] - 5  # 66.8: too few negatives
+    assert acc["simclr"] > 88  # 97.5
+    assert acc["simclr"] > acc["vae"] + 30  # 97.5 and 45.8
+    assert acc["simclr_2neg"] < acc["simclr"] - 10  # 66.8: too few negatives
     assert table["supervised"]["5% labels"] < acc["supervised"] - 20  # end to end on 800 labels
-    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 15  # about 92 against 45
+    assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 20  # about 92 against 45
     # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR does not (above its control)
     assert table["supervised"]["biased"] < table["supervised"]["bias control"] - 20
     assert max(table[row]["biased"] for row in ("raw pixels", "random", "vae", "supervised")) < 40
@@ -97,8 +98,7 @@ def test_the_shipped_encoders_show_the_lab_pattern(table):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Neuromatch's SimCLR recipe (60 epochs of batch 1000), run by labkit on this "
-                   "CPU, reaches 79% (kNN 88%), not the original's 97.5%, and two negatives cost 11 points, not 31")
-def test_simclr_reaches_the_original_level(table):
-    assert table["simclr"]["all"] > 90  # the original: 97.5
-    assert table["simclr_2neg"]["all"] < table["simclr"]["all"] - 20  # the original: 66.8 vs 97.5
+@pytest.mark.xfail(strict=True, reason="with Neuromatch's recipe on this CPU two negatives per anchor cost SimCLR 15 "
+                   "points (92 -> 78), not the original's 31 (97.5 -> 66.8)")
+def test_two_negatives_collapse_as_much_as_in_the_original(table):
+    assert table["simclr_2neg"]["all"] < table["simclr"]["all"] - 20

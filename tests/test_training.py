@@ -149,3 +149,20 @@ def test_fit_stops_with_a_clear_message_when_the_loss_diverges():
     data = torch.ones(8, 1)
     with pytest.raises(FloatingPointError, match="Lower the learning rate"):
         training.fit([weight], lambda x: (weight * x).sum() / 0.0, [data], num_epochs=1, batch_size=4)
+
+
+
+def test_fit_learning_rate_schedules():
+    """Adam on a constant gradient moves a weight by the learning rate at each step: a cosine schedule decays
+    the steps towards zero, a constant one keeps them; anything else is refused with the choices."""
+    def steps(schedule):
+        weight = torch.nn.Parameter(torch.zeros(1))
+        trace = []
+        training.fit([weight], lambda x: (weight * x).sum(), [torch.ones(8, 1)], num_epochs=5, batch_size=2, lr=0.1,
+                     lr_schedule=schedule, after_step=lambda i, total: trace.append(weight.item()))
+        return -np.diff([0.0] + trace)
+    cosine, constant = steps("cosine"), steps("constant")
+    assert np.allclose(constant, 0.1, rtol=1e-4)
+    assert cosine[0] == pytest.approx(0.1, rel=1e-4) and cosine[-1] < 0.01 and np.all(np.diff(cosine) <= 1e-9)
+    with pytest.raises(ValueError, match="'cosine' or 'constant'"):
+        steps("linear")
