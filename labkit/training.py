@@ -72,8 +72,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device) -> lis
 
 def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor], *, num_epochs: int,
         batch_size: int, lr: float = 1e-3, weight_decay: float = 0.0, seed: int | None = None,
-        lr_schedule: str = "cosine", after_step: Callable[[int, int], None] | None = None, mixed_precision: bool = False,
-        desc: str = "training", progress: bool | None = None) -> np.ndarray:
+        lr_schedule: str = "cosine", after_step: Callable[[int, int], None] | None = None,
+        mixed_precision: bool = False, desc: str = "training", progress: bool | None = None) -> np.ndarray:
     """Adam over ``num_epochs`` passes through ``data``; the learning rate decays to 0 on a cosine
     (``lr_schedule="cosine"``) or stays at ``lr`` (``"constant"``).
 
