@@ -263,6 +263,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (logits.argmax(dim=1) == labels).float().mean().item()
 
 
+def _linear_head(in_features: int, num_classes: int, seed: int | None) -> nn.Linear:
+    """A linear classifier; with a seed its initial weights come from it, not from the global RNG."""
+    if seed is None:
+        return nn.Linear(in_features, num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(in_features, num_classes)
+
+
 def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sampler, num_epochs: int = 10,
                      fraction_of_labels: float = 1.0, batch_size: int = 1000, freeze_features: bool = True,
                      subset_seed: int | None = None, *, target: str = "shape", lr: float = 1e-3,
@@ -278,6 +287,7 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
             untouched); its features are computed once and the head trains on the cache.
             False: encoder and head train end to end (the supervised encoder); afterwards the
             encoder's BatchNorm statistics are recomputed over the training images.
+        seed: the classifier's initial weights and the batch order (None: drawn from the global RNG).
 
     Returns ``(classifier, loss_array, train_acc, test_acc)``, accuracies in percent.
     """
@@ -296,7 +306,7 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
     if freeze_features or encoder is None:
         # features of the images in use only, computed once; the encoder stays frozen
         train_feats, test_feats = (extract_features(encoder, images[idx], device=device) for idx in (train_idx, test_idx))
-        classifier = nn.Linear(train_feats.shape[1], num_classes).to(device)
+        classifier = _linear_head(train_feats.shape[1], num_classes, seed).to(device)
         history = fit(classifier.parameters(), lambda h, y: nn.functional.cross_entropy(classifier(h), y),
                       [train_feats, labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                       seed=seed, desc="classifier", progress=progress)
@@ -306,7 +316,8 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
     else:
         encoder.to(device).train()
         features = FeaturesOf(encoder)
-        classifier = nn.Linear(predict(features, images[:2], device=device).shape[1], num_classes).to(device)
+        width = predict(features, images[:2], device=device).shape[1]
+        classifier = _linear_head(width, num_classes, seed).to(device)
         model = nn.Sequential(features, classifier)
         history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
                       [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,

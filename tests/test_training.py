@@ -52,6 +52,20 @@ def test_frozen_encoder_keeps_its_mode(tiny):
     assert not encoder.training
 
 
+def test_a_seeded_probe_repeats_exactly(tiny):
+    """seed= fixes the classifier's initial weights as well as the batch order, whatever ran before."""
+    data, train, test = tiny
+    encoder = models.DSpritesEncoder().eval()
+    runs = []
+    for _ in range(2):
+        torch.rand(7)  # moves the global RNG between the runs
+        classifier, loss, _, test_acc = training.train_classifier(encoder, data, train, test, num_epochs=1,
+                                                                  batch_size=400, seed=3, device="cpu")
+        runs.append((classifier.weight.detach().clone(), loss, test_acc))
+    assert torch.equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2]
+
+
 def test_raw_pixels_and_label_fraction(tiny):
     data, train, test = tiny
     _, loss, _, test_acc = training.train_classifier(None, data, train, test, num_epochs=2, batch_size=100,
