@@ -81,7 +81,7 @@ def table():
 def test_the_shipped_encoders_show_the_lab_pattern(table):
     """What the shipped encoders show (README table): supervised > SimCLR >> VAE > random, raw pixels; SimCLR
     far ahead with few labels and worse with two negatives; the bias experiment's pattern. Each bound keeps a
-    margin of at least 3 points from what was measured (SimCLR: 92 all, 77 at 5%, 78 with two negatives)."""
+    margin of at least 3 points from what was measured (SimCLR: 92 all, 80 at 5%, 77 with two negatives, 99.7 biased against 95.5 in its control)."""
     acc = {row: cols["all"] for row, cols in table.items()}
     assert acc["supervised"] > 90  # the original: 98.7
     assert acc["raw pixels"] < 50 and acc["random"] < 50  # 39.6 and 44.7
@@ -90,11 +90,12 @@ def test_the_shipped_encoders_show_the_lab_pattern(table):
     assert acc["simclr_2neg"] < acc["simclr"] - 10  # 66.8: too few negatives
     assert table["supervised"]["5% labels"] < acc["supervised"] - 20  # end to end on 800 labels
     assert table["simclr"]["5% labels"] > table["supervised"]["5% labels"] + 20  # about 92 against 45
-    # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR does not (above its control)
+    # the biased pool: the supervised encoder and the VAE fall to chance, SimCLR keeps its control's accuracy
     assert table["supervised"]["biased"] < table["supervised"]["bias control"] - 20
     assert max(table[row]["biased"] for row in ("raw pixels", "random", "vae", "supervised")) < 40
     assert table["simclr"]["biased"] > table["vae"]["biased"] + 40
-    assert table["simclr"]["biased"] > table["simclr"]["bias control"] + 10
+    assert table["simclr"]["biased"] > table["simclr"]["bias control"] - 3
+    assert table["simclr"]["bias control"] > table["vae"]["bias control"] + 30
 
 
 @pytest.mark.slow
