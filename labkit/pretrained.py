@@ -246,7 +246,8 @@ def accuracy_table(device=None, epochs: int = 30, fraction: float = 0.05) -> dic
 
     def acc(encoder, train, test, fraction_of_labels=1.0):
         """A linear probe; epochs scaled by 1 / sqrt(fraction) as in the lab (few labels, few steps otherwise)."""
-        return training.train_classifier(encoder, data, train, test, round(epochs / fraction_of_labels ** 0.5),
+        return training.train_classifier(encoder, data, train, test,
+                                         training.epochs_for_fraction(epochs, fraction_of_labels),
                                          fraction_of_labels=fraction_of_labels, lr=1e-2, seed=0, device=device,
                                          progress=False)[3]
 
@@ -255,7 +256,7 @@ def accuracy_table(device=None, epochs: int = 30, fraction: float = 0.05) -> dic
         torch.manual_seed(0)
         recipe = RECIPES["supervised"]
         return training.train_classifier(models.DSpritesEncoder(), data, train, test,
-                                         round(recipe.epochs / fraction_of_labels ** 0.5),
+                                         training.epochs_for_fraction(recipe.epochs, fraction_of_labels),
                                          fraction_of_labels=fraction_of_labels, batch_size=recipe.batch_size,
                                          freeze_features=False, seed=0, device=device, progress=False)[3]
 

@@ -333,6 +333,11 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
     return classifier, history, train_acc, test_acc
 
 
+def epochs_for_fraction(num_epochs: int, fraction: float) -> int:
+    """Epochs for a ``fraction`` of the labels: ``num_epochs / sqrt(fraction)``, so small sets still get updates."""
+    return max(1, round(num_epochs / math.sqrt(fraction)))
+
+
 def train_by_fraction(encoders: dict[str, nn.Module | None], dataset, train_sampler, test_sampler,
                       fractions=(0.05, 0.1, 0.2, 0.4, 0.75, 1.0), num_epochs: int = 10, *,
                       freeze_features: bool = True, subset_seed: int = 0, **kwargs) -> dict[str, list[float]]:
@@ -347,7 +352,7 @@ def train_by_fraction(encoders: dict[str, nn.Module | None], dataset, train_samp
     for name, encoder in encoders.items():
         results[name] = []
         for f in fractions:
-            epochs = max(1, round(num_epochs / math.sqrt(f)))
+            epochs = epochs_for_fraction(num_epochs, f)
             model = encoder if freeze_features or encoder is None else copy.deepcopy(encoder)
             *_, test_acc = train_classifier(model, dataset, train_sampler, test_sampler, epochs,
                                             fraction_of_labels=f, freeze_features=freeze_features,

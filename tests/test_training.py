@@ -165,7 +165,6 @@ def test_fit_stops_with_a_clear_message_when_the_loss_diverges():
         training.fit([weight], lambda x: (weight * x).sum() / 0.0, [data], num_epochs=1, batch_size=4)
 
 
-
 def test_fit_learning_rate_schedules():
     """Adam on a constant gradient moves a weight by the learning rate at each step: a cosine schedule decays
     the steps towards zero, a constant one keeps them; anything else is refused with the choices."""
