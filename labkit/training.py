@@ -335,6 +335,8 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
 
 def epochs_for_fraction(num_epochs: int, fraction: float) -> int:
     """Epochs for a ``fraction`` of the labels: ``num_epochs / sqrt(fraction)``, so small sets still get updates."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction_of_labels must be in (0, 1]; got {fraction}.")
     return max(1, round(num_epochs / math.sqrt(fraction)))
 
 

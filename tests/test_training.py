@@ -76,6 +76,9 @@ def test_raw_pixels_and_label_fraction(tiny):
     results = training.train_by_fraction({"pixels": None}, data, train, test, fractions=(0.5, 1.0), num_epochs=1,
                                          batch_size=400, device="cpu")
     assert list(results) == ["pixels"] and len(results["pixels"]) == 2
+    assert training.epochs_for_fraction(10, 0.05) == 45 and training.epochs_for_fraction(10, 1.0) == 10
+    with pytest.raises(ValueError, match="fraction_of_labels"):
+        training.train_by_fraction({"pixels": None}, data, train, test, fractions=(0.0, 1.0))
 
 
 def test_simclr_loss_falls(tiny):
