@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .course import LABS_DIR, Course, CourseError, Labs, use_venv_path
-from .sandbox import KernelLimits
+from .feedback_jail import KernelLimits
 
 DESCRIPTION = """\
 The course's instructor workflow on top of nbgrader.
@@ -16,6 +16,7 @@ The course's instructor workflow on top of nbgrader.
   autograde  grade DIR/submitted/<student>/<lab>/<lab>.ipynb: the judge scores, nbgrader's gradebook records
   feedback   DIR/feedback/<student>/<lab>/<lab>.html (hidden test code never shown)
   report     the grade table from the gradebook (table or CSV)
+  judge      grade one notebook with the judge alone and print its verdicts (for TAs)
   demo       the whole round trip on known submissions in a temporary course directory
 
 A course directory (--course-dir) needs only submitted/<student>/<lab>/<lab>.ipynb;
@@ -87,6 +88,27 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_judge(args) -> int:
+    """Grade one notebook with the judge alone (no gradebook, no kernel step) and print the verdicts."""
+    import time
+
+    from .exercises import judge_lab
+
+    labs = Labs(Path(args.labs_dir))
+    lab = labs.check(args.lab)
+    start = time.monotonic()
+    verdicts, isolation = judge_lab(lab, args.notebook, source=args.source or labs.source(lab),
+                                    time_limit_s=args.time_limit, memory_limit_mb=args.memory_limit)
+    for v in verdicts.values():
+        print(f"{v.grade_id}: {v.score:g} / {v.max_score:g}")
+        for message in v.messages:
+            print(f"    {message}")
+    total, best = sum(v.score for v in verdicts.values()), sum(v.max_score for v in verdicts.values())
+    print(f"total: {total:g} / {best:g}  ({time.monotonic() - start:.1f} s)")
+    print(f"isolation: {isolation.describe()}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -113,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def kernel_options(p):
         d = KernelLimits()
-        p.add_argument("--judge", metavar="MODULE:FUNCTION", help="another judge with judge_notebook's contract (default: autograder.judge)")
+        p.add_argument("--judge", metavar="MODULE:FUNCTION", help="another judge with judge_lab's contract (default: autograder.exercises:judge_lab)")
         p.add_argument("--cell-timeout", type=int, default=d.cell_timeout, help="seconds per notebook cell in the kernel step (default: %(default)s)")
         p.add_argument("--timeout", type=int, default=d.wall_timeout, help="seconds for one student's whole kernel step (default: %(default)s)")
         p.add_argument("--memory-mb", type=int, default=d.memory_mb, help="memory per process in the kernel step, MB (default: %(default)s)")
@@ -140,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-test", action="store_true", help="one more column per autograded test")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("judge", help="grade one notebook with the judge alone and print the verdicts (for TAs)")
+    p.add_argument("lab", metavar="LAB")
+    p.add_argument("notebook", help="the submitted notebook")
+    p.add_argument("--source", help="source notebook (default: labs/source/LAB/LAB.ipynb)")
+    p.add_argument("--time-limit", type=float, default=300, help="seconds for the whole run (default 300)")
+    p.add_argument("--memory-limit", type=int, default=4096, help="MB of heap for the child (default 4096)")
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("demo", help="release, submit known submissions, autograde, feedback, report (a temporary course dir)")
     p.add_argument("--course-dir", help="use this folder instead of a new temporary one")

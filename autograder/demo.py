@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from .course import Course, CourseError, Labs
-from .sandbox import KernelLimits
+from .feedback_jail import KernelLimits
 
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION")
 STUB_LINE = "raise NotImplementedError()"

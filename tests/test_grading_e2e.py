@@ -26,7 +26,7 @@ from autograder.demo import hostile, mistake_submissions, perfect, submit, with_
 from autograder.feedback import HideHiddenTests, feedback
 from autograder.grading import autograde
 from autograder.report import grade_rows
-from autograder.sandbox import KernelLimits, KernelSandbox
+from autograder.feedback_jail import FeedbackJail, KernelLimits
 from tests.fixtures import fake_judge
 
 FIXTURE_LABS = Path(__file__).parent / "fixtures" / "labs"
@@ -87,9 +87,9 @@ def graded(tmp_path_factory):
     release_nb = nbformat.read(course.prepare(LAB), as_version=4)
     source_nb = nbformat.read(course.labs.source(LAB), as_version=4)
     good = perfect(source_nb, release_nb)
-    sandbox = KernelSandbox(LIMITS, hide=[course.root, course.labs.source_dir])
+    jail = FeedbackJail(LIMITS, hide=[course.root, course.labs.source_dir])
     # the real gradebook's absolute path is only a target where the kernel step hides it
-    targets = ["../../../gradebook.db"] + ([str(course.root / "gradebook.db")] if sandbox.unshare else [])
+    targets = ["../../../gradebook.db"] + ([str(course.root / "gradebook.db")] if jail.unshare else [])
     marker = f"autograder-test-daemon-{uuid.uuid4().hex}"
     submissions = {
         "perfect": good,
@@ -111,7 +111,7 @@ def graded(tmp_path_factory):
     nbformat.write(good, renamed)
 
     log: list[str] = []
-    results = autograde(course, LAB, judge=fake_judge.judge_notebook, limits=LIMITS, sandbox=sandbox, out=log.append)
+    results = autograde(course, LAB, judge=fake_judge.judge_notebook, limits=LIMITS, jail=jail, out=log.append)
     feedback(course, LAB, out=log.append)
     return course, {r.student: r for r in results}, log, marker
 
@@ -234,10 +234,10 @@ LAB1_MISTAKES = {"autoencoder_test": 1.5, "reparameterize_test": 1.5, "vae_loss_
 
 def _real_judge():
     try:
-        from autograder.judge import judge_notebook
+        from autograder.exercises import judge_lab
     except ImportError:
         return None
-    return judge_notebook
+    return judge_lab
 
 
 def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:

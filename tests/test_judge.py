@@ -24,9 +24,10 @@ import torch
 from autograder import exercises
 from autograder.exercises import lab4_representations as lab4_exercises
 from labkit import evaluation, losses, models, rsm
-from autograder.judge import Isolation, judge_notebook
+from autograder.exercises import judge_lab
+from autograder.judge import Isolation
 from autograder.judge.grade import grade_in_process
-from autograder.judge.sandbox import capabilities
+from autograder.judge.scoring_jail import capabilities
 from tests import lab4_solutions as lab4
 
 LAB = "lab1_autoencoders"
@@ -108,7 +109,7 @@ def grade_with_correct(source: Path, tmp_path: Path, *hostile: Path, **limits):
     """Grade the hostile notebooks and a correct one concurrently; the correct one must get full marks."""
     correct = submit(tmp_path / "correct_student")
     with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(judge_notebook, LAB, nb, source=source, **{**LIMITS, **limits})
+        jobs = [pool.submit(judge_lab, LAB, nb, source=source, **{**LIMITS, **limits})
                 for nb in (correct, *hostile)]
         results = [job.result()[0] for job in jobs]
     assert scores(results[0]) == FULL, results[0]
@@ -342,7 +343,7 @@ def test_corrupt_and_missing_notebooks_score_zero_with_a_reason(source, tmp_path
     not_a_notebook = tmp_path / "list" / f"{LAB}.ipynb"
     not_a_notebook.parent.mkdir()
     not_a_notebook.write_text("[1, 2, 3]")
-    bad, weird, missing = (judge_notebook(LAB, nb, source=source, **LIMITS)[0]
+    bad, weird, missing = (judge_lab(LAB, nb, source=source, **LIMITS)[0]
                            for nb in (corrupt, not_a_notebook, tmp_path / "nobody" / f"{LAB}.ipynb"))
     assert scores(bad) == scores(weird) == scores(missing) == ZERO
     assert "not a readable notebook (JSONDecodeError" in messages(bad, "vae_loss_test")
@@ -392,7 +393,7 @@ def test_edited_locked_cells_run_the_original_and_extra_cells_are_kept(source, t
 # ---------------------------------------------------------------------------- isolation and registry
 
 def test_isolation_says_what_was_in_force(source, tmp_path):
-    _, isolation = judge_notebook(LAB, tmp_path / "missing.ipynb", source=source, **LIMITS)
+    _, isolation = judge_lab(LAB, tmp_path / "missing.ipynb", source=source, **LIMITS)
     assert isinstance(isolation, Isolation) and isolation.separate_process
     assert isolation.memory_limit_mb == 2048 and isolation.time_limit_s == 60
     text = isolation.describe()
@@ -402,17 +403,17 @@ def test_isolation_says_what_was_in_force(source, tmp_path):
 
 
 def test_without_namespaces_or_root_it_still_grades_and_says_so(source, tmp_path, monkeypatch):
-    from autograder.judge import sandbox
+    from autograder.judge import scoring_jail
 
-    weak = sandbox.Capabilities(root=False, jail=False, drop_user=False, notes=("not root: (simulated)",))
-    monkeypatch.setattr(sandbox, "capabilities", lambda: weak)
+    weak = scoring_jail.Capabilities(root=False, jail=False, drop_user=False, notes=("not root: (simulated)",))
+    monkeypatch.setattr(scoring_jail, "capabilities", lambda: weak)
     marker, forks = forking_cell()
     patch = "import torch\ntorch.allclose = lambda *a, **k: True\n"
     hostile = grade_with_correct(source, tmp_path, submit(tmp_path / "s", {"vae_loss_solution": VAE_STUB},
                                                           after=[patch, forks]))
     assert scores(hostile) == {"vae_loss_test": 0.0, "interpolate_test": 1.0}
     assert processes_with(marker) == []  # found by the token in their environment
-    _, isolation = judge_notebook(LAB, tmp_path / "missing.ipynb", source=source, **LIMITS)
+    _, isolation = judge_lab(LAB, tmp_path / "missing.ipynb", source=source, **LIMITS)
     assert "grader's own user" in isolation.user and "not root: (simulated)" in isolation.describe()
 
 

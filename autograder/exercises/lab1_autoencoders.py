@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..judge import checks
-from ..judge.exercise import Exercise
-from ..judge.probing import grad_of, scalar, tensor, to_numpy
+from . import kit
+from .kit import Example, Exercise
+from .kit import grad_of, scalar, tensor, to_numpy
 
 F32 = np.float32
 
@@ -70,7 +70,7 @@ def _autoencoder_layers(ev):
 
 def _autoencoder_z_varies(ev):
     z, z_other = ev.get("images", "z"), ev.get("images", "z_other")
-    if z.shape == z_other.shape and not checks.close(z, z_other) and np.ptp(z, axis=0).max() > 0:
+    if z.shape == z_other.shape and not kit.close(z, z_other) and np.ptp(z, axis=0).max() > 0:
         return None
     return "z does not depend on the input: z should be the encoder's output for x"
 
@@ -81,11 +81,11 @@ AUTOENCODER = Exercise(
     cases=autoencoder_cases,
     probe=probe_autoencoder,
     checks=[
-        checks.holds(1, _autoencoder_shapes),
-        checks.in_range(1, "recon", 0.0, 1.0, cases=("images", "flat"),
+        kit.holds(1, _autoencoder_shapes),
+        kit.in_range(1, "recon", 0.0, 1.0, cases=("images", "flat"),
                         hint="reconstructions leave [0, 1]: end the decoder with nn.Sigmoid()"),
-        checks.holds(1, _autoencoder_layers),
-        checks.holds(1, _autoencoder_z_varies),
+        kit.holds(1, _autoencoder_layers),
+        kit.holds(1, _autoencoder_z_varies),
     ],
     forbidden=("labkit.models.MLPAutoencoder",),
 )
@@ -160,7 +160,7 @@ def _reparameterize_grads(ev):
 
 def _reparameterize_random(ev):
     head, again = ev.get("many", "head"), ev.get("many", "again")
-    if head.shape == again.shape and not checks.close(head, again, rtol=0, atol=1e-6):
+    if head.shape == again.shape and not kit.close(head, again, rtol=0, atol=1e-6):
         return None
     return "two calls gave the same z: draw fresh noise on every call (torch.randn_like(mu)), don't reseed"
 
@@ -170,8 +170,8 @@ REPARAMETERIZE = Exercise(
     function="reparameterize",
     cases=reparameterize_cases,
     probe=probe_reparameterize,
-    checks=[checks.holds(1, _reparameterize_mean), checks.holds(1, _reparameterize_std),
-            checks.holds(1, _reparameterize_grads), checks.holds(1, _reparameterize_random)],
+    checks=[kit.holds(1, _reparameterize_mean), kit.holds(1, _reparameterize_std),
+            kit.holds(1, _reparameterize_grads), kit.holds(1, _reparameterize_random)],
     forbidden=("labkit.models.reparameterize",),
 )
 
@@ -254,15 +254,15 @@ VAE_LOSS = Exercise(
     cases=vae_cases,
     probe=probe_vae_loss,
     checks=[
-        checks.matches(4, "loss", vae_reference, cases=("flat5", "images3", "latent7"), variants=VAE_MISTAKES,
+        kit.matches(4, "loss", vae_reference, cases=("flat5", "images3", "latent7"), variants=VAE_MISTAKES,
                        hint="the loss differs from BCE (summed) + KL (summed) on fresh inputs"),
-        checks.matches(1, "loss", vae_reference, cases=("kl_zero",), variants=[
+        kit.matches(1, "loss", vae_reference, cases=("kl_zero",), variants=[
             (_variant(lambda t: t["bce"].mean()), "with mu = 0 and logvar = 0 only the BCE is left, and it is "
              "averaged: sum it over pixels and batch (reduction='sum')"),
             (_variant(lambda t: t["bce"].sum() / t["batch"]), "with mu = 0 and logvar = 0 only the BCE is left, "
              "divided by the batch size: sum it over the batch")],
             hint="with mu = 0 and logvar = 0 the KL term is 0, so the loss should be the summed BCE alone"),
-        checks.finite(1, "grad_recon", cases=("flat5",), nonzero=True,
+        kit.finite(1, "grad_recon", cases=("flat5",), nonzero=True,
                       hint="no finite gradient reaches x_recon: build the loss with torch operations "
                            "(no .item(), .detach() or numpy)"),
     ],
@@ -310,9 +310,9 @@ def _interpolate_shape(ev):
 def _interpolate_ends(ev):
     for case in INTERPOLATE_CASES:
         a, path = ev.inputs[case], ev.get(case, "path")
-        if path.ndim != 2 or len(path) < 2 or not checks.close(path[0], a["z_start"]):
+        if path.ndim != 2 or len(path) < 2 or not kit.close(path[0], a["z_start"]):
             return "the first point should be z_start"
-        if not checks.close(path[-1], a["z_end"]):
+        if not kit.close(path[-1], a["z_end"]):
             return "the last point should be z_end: include both ends (torch.linspace(0, 1, num_steps))"
     return None
 
@@ -323,9 +323,9 @@ INTERPOLATE = Exercise(
     cases=interpolate_cases,
     probe=probe_interpolate,
     checks=[
-        checks.holds(1, _interpolate_shape),
-        checks.holds(1, _interpolate_ends),
-        checks.matches(2, "path", interpolate_reference, cases=INTERPOLATE_CASES, variants=[
+        kit.holds(1, _interpolate_shape),
+        kit.holds(1, _interpolate_ends),
+        kit.matches(2, "path", interpolate_reference, cases=INTERPOLATE_CASES, variants=[
             (lambda a: _line(a, np.arange(int(a["num_steps"])) / int(a["num_steps"])),
              "t should run from 0 to 1 inclusive: torch.linspace(0, 1, num_steps), not arange(num_steps) / num_steps"),
             (lambda a: _line(a, np.linspace(1, 0, int(a["num_steps"]))), "the path runs backwards: start at z_start")],
@@ -380,7 +380,7 @@ CLUSTER = Exercise(
     function="cluster_latents",
     cases=cluster_cases,
     probe=probe_cluster,
-    checks=[checks.holds(1, _cluster_valid), checks.holds(1, _cluster_blobs)],
+    checks=[kit.holds(1, _cluster_valid), kit.holds(1, _cluster_blobs)],
     forbidden=("labkit.evaluation.cluster_scores",),
 )
 

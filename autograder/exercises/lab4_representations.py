@@ -15,10 +15,9 @@ import math
 import numpy as np
 import torch
 
-from ..judge import checks
-from ..judge.checks import _shape
-from ..judge.exercise import Exercise
-from ..judge.probing import grad_of, scalar, tensor, to_numpy
+from . import kit
+from .kit import Example, Exercise
+from .kit import grad_of, scalar, tensor, to_numpy
 
 F32 = np.float32
 
@@ -77,11 +76,11 @@ RSM = Exercise(
     cases=rsm_cases,
     probe=probe_rsm,
     checks=[
-        checks.matches(2, "rsm", rsm_reference, cases=("n7", "n13"), variants=RSM_MISTAKES,
+        kit.matches(2, "rsm", rsm_reference, cases=("n7", "n13"), variants=RSM_MISTAKES,
                        hint="the RSM should hold the cosine similarity of every pair of rows", atol=1e-5),
-        checks.same(1, "rsm", [("n7", "n7_rescaled")], atol=1e-5,
+        kit.same(1, "rsm", [("n7", "n7_rescaled")], atol=1e-5,
                     hint="rescaling a row changed the RSM: normalize each row to unit length"),
-        checks.holds(1, _rsm_symmetric),
+        kit.holds(1, _rsm_symmetric),
     ],
     forbidden=("labkit.rsm.compute_rsm",),
 )
@@ -196,19 +195,19 @@ CONTRASTIVE = Exercise(
     cases=contrastive_cases,
     probe=probe_contrastive,
     checks=[
-        checks.matches(2, "loss", contrastive_reference, cases=("n5", "n6"), variants=CONTRASTIVE_MISTAKES,
+        kit.matches(2, "loss", contrastive_reference, cases=("n5", "n6"), variants=CONTRASTIVE_MISTAKES,
                        hint="the loss differs from NT-Xent on fresh inputs"),
-        checks.same(1, "loss", [("n5", "n5_rescaled")],
+        kit.same(1, "loss", [("n5", "n5_rescaled")],
                     hint="rescaling rows changed the loss: L2-normalize the rows (cosine similarity)"),
-        checks.same(1, "loss", [("n5", "n5_swapped"), ("n5", "n5_permuted")],
+        kit.same(1, "loss", [("n5", "n5_swapped"), ("n5", "n5_permuted")],
                     hint="swapping the views or permuting the batch (both views alike) changed the loss: row i of "
                          "proj_feat1 pairs with row i of proj_feat2, and every anchor of both views counts"),
-        checks.matches(1, "loss", _closed_form, cases=("closed_form",),
+        kit.matches(1, "loss", _closed_form, cases=("closed_form",),
                        hint="identical views with orthogonal rows should give -log(e^(1/T) / (e^(1/T) + 2N - 2))"),
-        checks.matches(0.5, "loss", contrastive_reference, cases=("cold",), rtol=1e-3,
+        kit.matches(0.5, "loss", contrastive_reference, cases=("cold",), rtol=1e-3,
                        hint="at a small temperature (T = 0.01) the loss overflows or loses precision: compute it as a "
                             "cross-entropy / logsumexp of the logits, not exp then log"),
-        checks.holds(0.5, _contrastive_grads),
+        kit.holds(0.5, _contrastive_grads),
     ],
     forbidden=("labkit.losses.contrastive_loss",),
 )
@@ -283,7 +282,7 @@ def _supervised_shape(ev):
     f = ev.get("small", "features")
     if f.shape == (int(ev.inputs["small"]["num_images"]), 84) and np.all(np.isfinite(f)):
         return None
-    return f"the encoder should map each image to 84 finite features; got {_shape(f)}"
+    return f"the encoder should map each image to 84 finite features; got {kit.describe_shape(f)}"
 
 
 def _train_probe(features, data, train) -> float:
@@ -321,8 +320,8 @@ SUPERVISED = Exercise(
     function="train_supervised_encoder",
     cases=supervised_cases,
     probe=probe_supervised,
-    checks=[checks.holds(0.5, _supervised_shape), checks.holds(1.0, _supervised_probe),
-            checks.holds(0.5, _supervised_accuracy)],
+    checks=[kit.holds(0.5, _supervised_shape), kit.holds(1.0, _supervised_probe),
+            kit.holds(0.5, _supervised_accuracy)],
     forbidden=("labkit.pretrained.load_encoder", "labkit.pretrained._state"),
 )
 
@@ -389,8 +388,8 @@ MODEL_RSMS = Exercise(
     function="plot_model_rsms",
     cases=model_rsm_cases,
     probe=probe_model_rsms,
-    checks=[checks.holds(0.5, _model_rsm_count),
-            checks.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=2e-3,
+    checks=[kit.holds(0.5, _model_rsm_count),
+            kit.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=2e-3,
                            hint="the images shown are not the encoders' RSMs sorted by the latent")],
     forbidden=(),
 )
@@ -458,7 +457,7 @@ PROBE = Exercise(
     function="train_and_plot_probe",
     cases=probe_cases,
     probe=probe_probe,
-    checks=[checks.holds(0.75, _probe_frozen), checks.holds(0.5, _probe_curve), checks.holds(0.75, _probe_accuracy)],
+    checks=[kit.holds(0.75, _probe_frozen), kit.holds(0.5, _probe_curve), kit.holds(0.75, _probe_accuracy)],
     forbidden=(),
 )
 
@@ -534,7 +533,7 @@ HISTOGRAM = Exercise(
     function="rsm_similarity_histogram",
     cases=histogram_cases,
     probe=probe_histogram,
-    checks=[checks.holds(1.0, _histogram_matches)],
+    checks=[kit.holds(1.0, _histogram_matches)],
     forbidden=("labkit.plots.plot_rsm_histogram",),
 )
 

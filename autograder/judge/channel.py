@@ -4,7 +4,7 @@ A frame is ``kind`` (1 byte: ``S`` status JSON, ``A`` an exercise's npz), the
 length of ``name`` (2 bytes), the length of ``payload`` (8 bytes), then both.
 The parent keeps at most a fixed number of bytes and drains the rest, so a child
 that floods the pipe cannot fill the disk or the parent's memory; what it sends
-is validated like any untrusted data (:mod:`autograder.judge.sandbox`).
+is validated like any untrusted data (:mod:`autograder.judge.scoring_jail`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The child's privileged first steps, before any student code: limits, a private filesystem view, a new user.
 
-Run by :mod:`autograder.judge.runner` as root (when the judge runs as root) in the
+Run by :mod:`autograder.judge.scoring_child` as root (when the judge runs as root) in the
 new namespaces ``unshare`` created. Only the standard library is used here.
 
 The filesystem view (the "jail") is a small tmpfs root holding read-only bind

@@ -2,41 +2,47 @@
 
 1. Read the source notebook (points, cells) and the submission (defensively).
 2. Build the child's script (:mod:`.notebook`) and draw fresh inputs per exercise.
-3. Run the child (:mod:`.sandbox`): student cells, then the probes; read back arrays.
+3. Run the scoring child (:mod:`.scoring_jail`): student cells, then the probes; read back arrays.
 4. Here, in the clean process: delegation checks, then each exercise's weighted checks.
+
+The engine knows no lab: the caller hands it the exercises (objects shaped like
+:class:`.evidence.GradedExercise`) and names the module the child imports to find
+their probes (a module with a list ``EXERCISES``).
 """
 from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from .. import exercises as registry
-from . import Isolation, Verdict
-from .checks import Evidence, Missing
+from .verdicts import Isolation, Verdict
 from .delegation import find_delegation
-from .exercise import Exercise
-from .notebook import Script, Source, SubmissionError, build_script, read_source, read_submission
-from .sandbox import ChildRun, Limits, Sandbox
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .evidence import Evidence, GradedExercise, Missing
+from .notebook import Script, Source, SubmissionError, build_script, read_source, submitted_cells
+from .scoring_jail import ChildRun, Limits, ScoringJail
 
 
-def default_source(lab: str) -> Path:
-    return REPO_ROOT / "labs" / "source" / lab / f"{lab}.ipynb"
+def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *, module: str, source: Path | str,
+                   packages: Sequence[str] = (), hide: Sequence[Path] = (), time_limit_s: float = 300,
+                   memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
+    """Grade ``notebook``: a verdict per autograder test cell of ``source``, the instructor's notebook.
 
-
-def judge_notebook(lab: str, notebook: Path | str, *, source: Path | str | None = None,
-                   time_limit_s: float = 300, memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
-    notebook = Path(notebook)
-    source = Path(source) if source is not None else default_source(lab)
+    ``exercises`` grade the test cells they name (by grade_id); the child imports
+    ``module`` (and gets a copy of ``packages``, e.g. ``("labkit",)``) to find their
+    probes. The points of each test cell come from ``source``, never from the
+    submission. ``hide``: folders the child must not see should its bound folders
+    hold them. Never raises for a bad submission: what could not be verified scores
+    zero, with a message.
+    """
+    notebook, source = Path(notebook), Path(source)
     src = read_source(source)
-    exercises = registry.load(lab)
-    sandbox = Sandbox(limits=Limits(time_s=time_limit_s, memory_mb=memory_limit_mb))
-    isolation = sandbox.isolation()
+    exercises = {ex.grade_id: ex for ex in exercises}
+    jail = ScoringJail(limits=Limits(time_s=time_limit_s, memory_mb=memory_limit_mb))
+    isolation = jail.isolation()
     try:
-        script = build_script(src, read_submission(notebook))
+        script = build_script(src, submitted_cells(notebook))
     except SubmissionError as err:
         return {gid: Verdict(gid, 0.0, points, [f"Not graded: {err}."]) for gid, points in src.tests.items()}, isolation
 
@@ -45,12 +51,13 @@ def judge_notebook(lab: str, notebook: Path | str, *, source: Path | str | None 
     cases = {ex.grade_id: ex.cases(rng) for ex in graded}
     inputs = {f"{gid}:{case}:{arg}": array for gid, by_case in cases.items() for case, args in by_case.items()
               for arg, array in args.items() if not arg.startswith("_")}  # "_..." stays here (e.g. true labels)
-    plan = {"lab": lab, "cells": script.cells,
+    plan = {"module": module, "cells": script.cells,
             "exercises": [{"grade_id": ex.grade_id, "function": ex.function, "cases": list(cases[ex.grade_id])}
                           for ex in graded],
             "tripwires": sorted({reference for ex in graded for reference in ex.forbidden})}
-    hide = (source.parent, REPO_ROOT / "labs", REPO_ROOT / "autograder", REPO_ROOT / "tests")
-    run = sandbox.run(plan, inputs, notebook.parent, notebook.name, hide) if graded else ChildRun()
+    packages = (module, *packages)  # a module brings its package
+    run = (jail.run(plan, inputs, notebook.parent, notebook.name, packages, (source.parent, *hide)) if graded
+           else ChildRun())
 
     verdicts = {}
     for gid, points in src.tests.items():
@@ -84,7 +91,7 @@ def _not_reached(run: ChildRun, function: str, time_limit_s: float) -> str:
     return f"{function} could not be checked: {why}, while running {where}."
 
 
-def _verdict(ex: Exercise, points: float, cases: dict, run: ChildRun, script: Script, src: Source,
+def _verdict(ex: GradedExercise, points: float, cases: dict, run: ChildRun, script: Script, src: Source,
              time_limit_s: float) -> Verdict:
     fn, gid = ex.function, ex.grade_id
     verdict = Verdict(gid, 0.0, points)
@@ -128,7 +135,7 @@ def _verdict(ex: Exercise, points: float, cases: dict, run: ChildRun, script: Sc
     return verdict
 
 
-def score_checks(ex: Exercise, points: float, evidence: Evidence) -> tuple[float, list[str]]:
+def score_checks(ex: GradedExercise, points: float, evidence: Evidence) -> tuple[float, list[str]]:
     """Points earned by the weighted checks, and a message per failed check with the points it cost."""
     earned, lost = 0.0, {}
     for check in ex.checks:
@@ -150,7 +157,7 @@ def score_checks(ex: Exercise, points: float, evidence: Evidence) -> tuple[float
     return (round(points * earned / total, 4) if total else 0.0), messages
 
 
-def grade_in_process(ex: Exercise, function, points: float = 1.0, seed: int | None = None) -> tuple[float, list[str]]:
+def grade_in_process(ex: GradedExercise, function, points: float = 1.0, seed: int | None = None) -> tuple[float, list[str]]:
     """Grade a TRUSTED ``function`` in this process: for testing exercise definitions, never for submissions."""
     cases = ex.cases(np.random.default_rng(seed))
     outputs, errors = {}, {}

@@ -18,11 +18,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_NOTEBOOK_BYTES = 64 * 2**20
+MAX_NOTEBOOK_MB = 50  # a submission larger than this is not opened (by the judge, nor by autograde)
 
 
 class SubmissionError(Exception):
-    """The submitted notebook cannot be read at all."""
+    """The submitted notebook cannot be read at all. ``kind``: missing, too_large, not_json or not_a_notebook."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,12 @@ def _kind(meta: dict) -> str:
 
 def _cells(data) -> list[Cell]:
     if not isinstance(data, dict):
-        raise SubmissionError("the file is JSON but not a notebook")
+        raise SubmissionError("not_a_notebook", "the file is JSON but not a notebook")
     raw = data.get("cells")
     if raw is None and isinstance(data.get("worksheets"), list):  # nbformat 3
         raw = [c for ws in data["worksheets"] if isinstance(ws, dict) for c in ws.get("cells", [])]
     if not isinstance(raw, list):
-        raise SubmissionError("the notebook has no list of cells")
+        raise SubmissionError("not_a_notebook", "the notebook has no list of cells")
     cells = []
     for c in raw:
         if not isinstance(c, dict):
@@ -89,21 +93,25 @@ def _cells(data) -> list[Cell]:
     return cells
 
 
-def read_submission(path: Path) -> list[Cell]:
-    """The cells of a submitted notebook, or SubmissionError saying why there are none."""
+def read_submission(path: Path) -> dict:
+    """A submitted notebook's JSON (at most MAX_NOTEBOOK_MB), or SubmissionError saying why there is none."""
     path = Path(path)
     try:
         if not path.is_file():
-            raise SubmissionError(f"{path.name} was not found in the submission")
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise SubmissionError(f"{path.name} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-        data = json.loads(path.read_bytes().decode("utf-8"))
+            raise SubmissionError("missing", f"{path.name} was not found in the submission")
+        if path.stat().st_size > MAX_NOTEBOOK_MB * 2**20:
+            raise SubmissionError("too_large", f"{path.name} is larger than {MAX_NOTEBOOK_MB} MB")
+        return json.loads(path.read_bytes().decode("utf-8"))
     except SubmissionError:
         raise
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         why = f"{type(err).__name__}: {str(err)[:200]}"
-        raise SubmissionError(f"{path.name} is not a readable notebook ({why})") from None
-    return _cells(data)
+        raise SubmissionError("not_json", f"{path.name} is not a readable notebook ({why})") from None
+
+
+def submitted_cells(path: Path) -> list[Cell]:
+    """The cells of a submitted notebook, or SubmissionError saying why there are none."""
+    return _cells(read_submission(path))
 
 
 def read_source(path: Path) -> Source:

@@ -1,7 +1,9 @@
-"""nbgrader's kernel step for one student, where the student's code can do no harm to the batch.
+"""The feedback jail: nbgrader's kernel run for one student, for the outputs shown in feedback, never a score.
+
+The student's code can do no harm to the batch here.
 
 The kernel step only produces the outputs students see in their feedback; no
-score comes from it (the judge grades, see :mod:`autograder.grading`). It runs
+score comes from it (the judge grades, in its own scoring jail: :mod:`autograder.judge.scoring_jail`). It runs
 ``nbgrader autograde LAB --student S`` in a subprocess on a throwaway course
 directory (the student's submission, the *release* notebook as nbgrader's source
 and a throwaway gradebook built from it: no hidden tests, no other student,
@@ -25,7 +27,7 @@ never the real gradebook), with:
   namespace, by an empty one holding only the interpreter's installation.
 
 After every run, processes still carrying the run's token in their environment
-are killed (the fallback when there is no PID namespace). :meth:`KernelSandbox.describe`
+are killed (the fallback when there is no PID namespace). :meth:`FeedbackJail.describe`
 says which of these are in force.
 """
 from __future__ import annotations
@@ -79,7 +81,7 @@ class KernelRun:
 PASS_ENV = ("LABKIT_SITE", "LABKIT_DATA_PATHS", "LABKIT_SCALE", "LABKIT_PROGRESS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LANG")
 
 
-class KernelSandbox:
+class FeedbackJail:
     """Runs nbgrader's autograde under :class:`KernelLimits`; probes once what isolation the machine allows."""
 
     def __init__(self, limits: KernelLimits = KernelLimits(), *, hide: list[Path] = (), namespaces: bool = True, drop_privileges: bool = True):
@@ -180,12 +182,9 @@ class KernelSandbox:
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(which, (value, value))
 
-    def run(self, workdir: Path, lab: str, student: str) -> KernelRun:
-        """Autograde ``workdir/submitted/<student>/<lab>`` in ``workdir`` (a throwaway course directory)."""
-        return self.start(workdir, lab, student).wait()
-
     def start(self, workdir: Path, lab: str, student: str) -> RunningStep:
-        """Like :meth:`run`, but returns at once; ``.wait()`` gives the :class:`KernelRun`."""
+        """Autograde ``workdir/submitted/<student>/<lab>`` in ``workdir`` (a throwaway course directory); returns
+        at once, ``.wait()`` gives the :class:`KernelRun`."""
         token = uuid.uuid4().hex
         env = _base_env(workdir)
         env["AUTOGRADER_SANDBOX_TOKEN"] = token
@@ -207,7 +206,7 @@ class KernelSandbox:
 
 
 class RunningStep:
-    """A kernel step in progress (see :meth:`KernelSandbox.start`)."""
+    """A kernel step in progress (see :meth:`FeedbackJail.start`)."""
 
     def __init__(self, proc: subprocess.Popen, log_file, token: str, notebook: Path, wall_timeout: int):
         self.proc, self.log_file, self.token, self.notebook = proc, log_file, token, notebook
@@ -272,14 +271,6 @@ def _uncover_plan() -> dict[Path, list[Path]]:
                     plan.setdefault(folder, []).append(path)
                 break
     return plan
-
-
-
-
-
-
-
-
 
 
 def _diagnose(log: str, returncode: int) -> str:

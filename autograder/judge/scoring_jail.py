@@ -1,4 +1,5 @@
-"""The parent's side of the child process: prepare its folder, start it confined, stop it, read back arrays.
+"""The scoring jail, parent side: the child whose arrays become scores. Prepare its folder, start it confined,
+stop it, read back arrays. (nbgrader's kernel run, which only makes feedback outputs, is autograder/feedback_jail.py.)
 
 What is in force depends on the machine, probed once per process (:func:`capabilities`):
 
@@ -34,14 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Isolation, channel
+from . import channel
 from .processes import chown_tree, fresh_uid, kill_all
 from .results import MAX_OUTPUT_BYTES, read_arrays, read_status
+from .verdicts import Isolation
 
+ENGINE = __package__  # "autograder.judge"
 BOOT = ("import sys; sys.path.insert(0, sys.argv[1] + '/lib'); "
-        "from autograder.judge.runner import main; main(sys.argv[1])")
+        f"from {ENGINE}.scoring_child import main; main(sys.argv[1])")
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
-JUDGE_DIR = Path(__file__).resolve().parent
 MAX_WORK_BYTES = 256 * 2**20
 LOG_HEAD = 16 * 1024
 
@@ -101,31 +103,32 @@ def _head(path: Path) -> str:
         return ""
 
 
-# ---------------------------------------------------------------------------- processes
+# ---------------------------------------------------------------------------- the child's folder
+
+def _copy_package(lib: Path, dotted: str) -> None:
+    """A copy of the importable package ``dotted`` under ``lib`` (its parents get empty ``__init__`` files)."""
+    spec = importlib.util.find_spec(dotted)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{dotted!r} is not an importable package")
+    target = lib.joinpath(*dotted.split("."))
+    if target.exists():
+        return
+    shutil.copytree(next(iter(spec.submodule_search_locations)), target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for parent in target.relative_to(lib).parents:
+        init = lib / parent / "__init__.py"
+        if parent != Path(".") and not init.exists():
+            init.write_text('"""Part of the scoring child\'s copy of the code it needs."""\n')
 
 
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------- the sandbox folder
-
-def _labkit_dir() -> Path:
-    spec = importlib.util.find_spec("labkit")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _copy_lib(lib: Path) -> None:
-    """The child's own copy of the judge, the exercises and labkit (no path into the repository)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    (lib / "autograder").mkdir(parents=True)
-    (lib / "autograder" / "__init__.py").write_text('"""Copy of the judge for the sandboxed child."""\n')
-    shutil.copytree(JUDGE_DIR, lib / "autograder" / "judge", ignore=ignore)
-    shutil.copytree(JUDGE_DIR.parent / "exercises", lib / "autograder" / "exercises", ignore=ignore)
-    shutil.copytree(_labkit_dir(), lib / "labkit", ignore=ignore)
+def _copy_lib(lib: Path, packages) -> None:
+    """The child's own copy of the engine, of the exercises' package and of ``packages`` (no path into the
+    repository). ``packages`` holds dotted names of packages or modules; a module brings its package."""
+    lib.mkdir(parents=True)
+    for dotted in (ENGINE, *packages):
+        spec = importlib.util.find_spec(dotted)
+        _copy_package(lib, dotted if spec is not None and spec.submodule_search_locations else
+                      dotted.rpartition(".")[0])
 
 
 def _copy_files(folder: Path | None, skip: str, work: Path) -> None:
@@ -174,8 +177,8 @@ def capabilities() -> Capabilities:
         return Capabilities(False, False, False, ("not root: the child runs as the grader's own user",))
     notes = []
     if shutil.which("unshare"):
-        probe = Sandbox(Capabilities(True, True, True), Limits(time_s=60, memory_mb=2048))
-        run = probe.run({"selftest": True}, {}, None, "")
+        probe = ScoringJail(Capabilities(True, True, True), Limits(time_s=60, memory_mb=2048))
+        run = probe.run({"selftest": True}, {}, None, "", ())
         if run.returncode == 0 and run.status.get("progress") == "selftest":
             return Capabilities(True, True, True)
         notes.append(f"namespaces unavailable (unshare failed: {run.stderr.strip()[-200:] or run.returncode})")
@@ -187,7 +190,7 @@ def capabilities() -> Capabilities:
     return Capabilities(True, False, python_ok, tuple(notes))
 
 
-class Sandbox:
+class ScoringJail:
     """Runs one child under the limits, with the isolation the machine allows."""
 
     def __init__(self, caps: Capabilities | None = None, limits: Limits = Limits()):
@@ -223,16 +226,17 @@ class Sandbox:
                          other=other)
 
     def run(self, plan: dict, inputs: dict[str, np.ndarray], folder: Path | None, skip: str,
-            hide: tuple[Path, ...] = ()) -> ChildRun:
-        """Run the child on ``plan`` and ``inputs`` with ``folder``'s files (but ``skip``); never raises
-        for anything the child does. ``hide``: folders to blank out should the jail's bound folders hold them."""
+            packages: tuple[str, ...], hide: tuple[Path, ...] = ()) -> ChildRun:
+        """Run the child on ``plan`` and ``inputs`` with ``folder``'s files (but ``skip``) and a copy of
+        ``packages``; never raises for anything the child does. ``hide``: folders to blank out should the
+        jail's bound folders hold them."""
         box = Path(tempfile.mkdtemp(prefix="judge-"))
         uid = fresh_uid() if self.caps.drop_user else None
         read_end, write_end = os.pipe()
         reader = channel.Reader(read_end, MAX_OUTPUT_BYTES)
         try:
             try:
-                plan = self._prepare(box, plan, inputs, folder, skip, uid, write_end, hide)
+                plan = self._prepare(box, plan, inputs, folder, skip, packages, uid, write_end, hide)
                 reader.start()
                 proc, start = self._start(box, write_end), time.monotonic()
             finally:
@@ -244,11 +248,11 @@ class Sandbox:
             os.close(read_end)  # only now: the reader thread is done with it
             shutil.rmtree(box, ignore_errors=True)
 
-    def _prepare(self, box: Path, plan: dict, inputs, folder, skip, uid, channel_fd: int, hide) -> dict:
+    def _prepare(self, box: Path, plan: dict, inputs, folder, skip, packages, uid, channel_fd: int, hide) -> dict:
         os.chmod(box, 0o711)
         for name in ("io", "work"):
             (box / name).mkdir()
-        _copy_lib(box / "lib")
+        _copy_lib(box / "lib", packages)
         _copy_files(folder, skip, box / "work")
         _seed_font_cache(box / "work" / ".config" / "matplotlib")
         np.savez(box / "io" / "inputs.npz", **inputs)

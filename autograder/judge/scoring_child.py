@@ -1,6 +1,6 @@
-"""The sandboxed child: runs the student's cells, then calls each probe, and writes back plain arrays.
+"""The scoring child (the jail's entry point): runs the student's cells, then calls each probe, and writes back plain arrays.
 
-Started by :mod:`autograder.judge.sandbox` as ``python -I -c <boot> SANDBOX``.
+Started by :mod:`autograder.judge.scoring_jail` as ``python -I -c <boot> SANDBOX``.
 As root it first applies the limits, builds the jail, forks (the parent stays
 behind as the PID namespace's init and reaps) and drops to an unprivileged uid;
 only then does the worker import torch and run student code.
@@ -111,7 +111,7 @@ class Worker:
         sys.meta_path.insert(0, self.tripwires)
         import numpy as np  # noqa: F401  (before student code: our own references)
 
-        module = importlib.import_module(f"autograder.exercises.{self.plan['lab']}")
+        module = importlib.import_module(self.plan["module"])  # the exercises' module, named by the caller
         probes = {ex.grade_id: ex.probe for ex in module.EXERCISES}
         inputs = self.load_inputs()
         self.write_status()

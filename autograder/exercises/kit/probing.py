@@ -1,4 +1,4 @@
-"""Helpers for probes: the code that calls a student's function inside the sandboxed child.
+"""Helpers for probes: the code that calls a student's function inside the scoring child.
 
 A probe turns the case's numpy inputs into tensors, calls the student's
 function, and returns a dict of plain numeric numpy arrays. Anything else the

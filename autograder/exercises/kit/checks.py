@@ -1,6 +1,6 @@
 """Reusable checks, run in the clean parent on the arrays the sandboxed child returned.
 
-Each factory returns a :class:`~autograder.judge.exercise.Check`: a weight and a
+Each factory returns a :class:`~autograder.exercises.kit.Check`: a weight and a
 function of the :class:`Evidence` that returns None when the property holds and
 otherwise a message naming the likely mistake. References and known-wrong
 variants are functions of one case's inputs, computed here, never in the child.
@@ -11,32 +11,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .exercise import Arrays, Check
+from ...judge.evidence import Arrays, Evidence, Missing  # noqa: F401  (Missing: part of the kit)
+from .record import Check
 
 Reference = Callable[[Arrays], np.ndarray]
-
-
-class Missing(Exception):
-    """An output the check needs is absent (the student's function raised, timed out, or returned junk)."""
-
-
-class Evidence:
-    """The inputs drawn for each case and what the student's function gave for them."""
-
-    def __init__(self, function: str, inputs: dict[str, Arrays], outputs: dict[str, Arrays], errors: dict[str, str]):
-        self.function, self.inputs, self.outputs, self.errors = function, inputs, outputs, errors
-
-    def get(self, case: str, key: str) -> np.ndarray:
-        if key in self.outputs.get(case, {}):
-            return self.outputs[case][key]
-        why = self.errors.get(case) or f"no '{key}' came back"
-        raise Missing(f"{self.function} failed on {self.describe(case)}: {why}")
-
-    def describe(self, case: str) -> str:
-        """The case's inputs in words, e.g. "inputs x_recon (3, 1, 28, 28), mu (3, 2), num_steps 5"."""
-        parts = [f"{name} {tuple(a.shape)}" if a.ndim else f"{name} {a.item():g}"
-                 for name, a in self.inputs.get(case, {}).items() if not name.startswith("_")]
-        return f"inputs {', '.join(parts)}" if parts else "its call"
 
 
 def close(got: np.ndarray, expected: np.ndarray, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
@@ -45,7 +23,8 @@ def close(got: np.ndarray, expected: np.ndarray, rtol: float = 1e-4, atol: float
     return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=rtol, atol=atol))
 
 
-def _shape(a: np.ndarray) -> str:
+def describe_shape(a: np.ndarray) -> str:
+    """'a scalar' or 'shape (3, 4)', for messages."""
     return "a scalar" if a.ndim == 0 else f"shape {tuple(a.shape)}"
 
 
@@ -67,7 +46,7 @@ def matches(weight: float, key: str, reference: Reference, *, cases: Iterable[st
             if expected[c].ndim == 0 and got[c].size == 1:
                 got[c] = got[c].reshape(())
             if got[c].shape != expected[c].shape:
-                return f"expected {_shape(expected[c])}, got {_shape(got[c])} (on the '{c}' inputs)"
+                return f"expected {describe_shape(expected[c])}, got {describe_shape(got[c])} (on the '{c}' inputs)"
         if shape_only or all(close(got[c], expected[c], rtol, atol) for c in cases):
             return None
         for variant, message in variants:
