@@ -4,15 +4,14 @@ Per lab, four kinds of student (the submission builders are also used by the tes
 
 - ``perfect``: the release with every solution cell filled from the source;
 - ``untouched``: the release as handed out (stubs);
-- one student per ``labs/source/<lab>/demo_submissions/<name>.json`` (classic
-  mistakes, shipped by the lab as ``{"<grade_id>": "<cell source>", ...}``: the
-  perfect submission with those cells replaced; keys starting with ``_`` are notes);
+- ``mistakes``: the perfect submission with, for each exercise that has one, its
+  demo mistake (``Example(..., demo=True)`` in ``autograder/exercises/<lab>.py``)
+  in place of the solution cell;
 - ``hostile``: patches ``torch.allclose``, returns an always-equal object.
 """
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 import time
@@ -83,15 +82,12 @@ def hostile(release_nb):
 
 
 def mistake_submissions(labs: Labs, lab: str) -> dict[str, dict[str, str]]:
-    """``{student name: {grade_id: source}}`` from ``labs/source/<lab>/demo_submissions/*.json``."""
-    folder = labs.source_dir / lab / "demo_submissions"
-    found = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise CourseError(f"{path} should map grade_id -> cell source")
-        found[path.stem] = {k: v for k, v in data.items() if not k.startswith("_")}
-    return found
+    """``{"mistakes": {solution cell grade_id: source}}`` from the lab's exercises' demo mistakes (empty if none)."""
+    from .exercises import load
+    from .exercises.kit.examples import demo_cells
+
+    cells = demo_cells(list(load(lab).values()), labs.source(lab))
+    return {"mistakes": cells} if cells else {}
 
 
 def submit(course: Course, lab: str, student: str, nb) -> Path:
@@ -134,7 +130,7 @@ def run_demo(course_dir: Path | None = None, *, labs: Labs | None = None, judge=
         for name, cells in mistakes.items():
             submit(course, lab, name, with_cells(perfect(source_nb, release_nb), cells))
         if not mistakes:
-            out(f"[demo] {lab}: no demo_submissions/*.json in labs/source/{lab}/, so no classic-mistakes student")
+            out(f"[demo] {lab}: no exercise of autograder/exercises/{lab}.py has a demo mistake, so no mistakes student")
         submit(course, lab, "hostile", hostile(release_nb))
         timings.append((f"{lab}: release + submissions", time.monotonic() - t))
         t = time.monotonic()

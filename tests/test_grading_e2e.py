@@ -225,12 +225,8 @@ def test_cli_errors_say_what_to_do(tmp_path, capsys):
     assert "no submitted/ folder" in err and f"{tmp_path}/submitted/<student>/<lab>/<lab>.ipynb" in err
 
 
-# -- lab 1 with the real judge ------------------------------------------------------------------
-LAB1 = "lab1_autoencoders"
-LAB1_FULL = {"autoencoder_test": 2.0, "reparameterize_test": 2.0, "vae_loss_test": 3.0, "interpolate_test": 1.0, "cluster_test": 1.0}
-# labs/source/lab1_autoencoders/demo_submissions/mistakes.json: no sigmoid, exp(logvar) as the std, averaged BCE
-LAB1_MISTAKES = {"autoencoder_test": 1.5, "reparameterize_test": 1.5, "vae_loss_test": 0.5, "interpolate_test": 1.0, "cluster_test": 1.0}
-
+# -- labs 1 and 4 with the real judge ------------------------------------------------------------
+# Expected scores come from each exercise's examples (autograder/exercises/<lab>.py) and the source's points.
 
 def _real_judge():
     try:
@@ -240,9 +236,37 @@ def _real_judge():
     return judge_lab
 
 
+def _points(lab: str) -> dict[str, float]:
+    from autograder.judge.notebook import read_source
+
+    return read_source(Labs().source(lab)).tests
+
+
+def _expected(lab: str, which: str) -> dict[str, float]:
+    """Each test cell's points times the share of the exercise's demo mistake (mistakes) or of its first hostile
+    example (hostile_examples); full points where there is none."""
+    from autograder import exercises
+
+    graded = exercises.load(lab)
+    expected = {}
+    for gid, points in _points(lab).items():
+        ex = graded[gid]
+        example = ex.demo_mistake if which == "mistakes" else (ex.hostile[0] if ex.hostile else None)
+        expected[gid] = points * (example.share if example else 1.0)
+    return expected
+
+
+def _hostile_cells(lab: str) -> dict[str, str]:
+    from autograder import exercises
+    from autograder.exercises.kit.examples import solution_cell_of
+
+    source = Labs().source(lab)
+    return {solution_cell_of(ex, source): ex.hostile[0].code for ex in exercises.load(lab).values() if ex.hostile}
+
+
 def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:
-    """A course with the demo's students for ``lab`` (perfect, untouched, mistakes, optionally the forger),
-    autograded by the real judge and given feedback."""
+    """A course with the demo's students for ``lab`` (perfect, untouched, mistakes, optionally the forger) and one
+    who answers with each exercise's first hostile example, autograded by the real judge and given feedback."""
     labs = Labs()
     if lab not in labs.names() or _real_judge() is None:
         pytest.skip(f"needs labs/source/{lab}/{lab}.ipynb and autograder.judge")
@@ -254,12 +278,22 @@ def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:
     if forger:
         submit(course, lab, "forger", hostile(release_nb))
     mistakes = mistake_submissions(labs, lab)
-    assert "mistakes" in mistakes, f"labs/source/{lab}/demo_submissions/mistakes.json"
+    assert "mistakes" in mistakes, f"no exercise of autograder/exercises/{lab}.py has a demo mistake"
     submit(course, lab, "mistakes", with_cells(good, mistakes["mistakes"]))
+    submit(course, lab, "hostile_examples", with_cells(good, _hostile_cells(lab)))
     log: list[str] = []
     autograde(course, lab, judge=_real_judge(), execute=False, out=log.append)
     feedback(course, lab, out=log.append)
     return course
+
+
+def _auto(course: Course, lab: str) -> dict[str, dict[str, float]]:
+    points = _points(lab)
+    return {student: {name: g[0] for name, g in cells.items() if name in points}
+            for student, cells in grades(course, lab).items()}
+
+
+LAB1 = "lab1_autoencoders"
 
 
 @pytest.fixture(scope="module")
@@ -268,29 +302,22 @@ def lab1(tmp_path_factory):
 
 
 def test_lab1_scores_from_the_real_judge(lab1):
-    book = grades(lab1, LAB1)
-    auto = {student: {name: g[0] for name, g in cells.items() if name in LAB1_FULL} for student, cells in book.items()}
-    assert auto["perfect"] == LAB1_FULL
-    assert auto["untouched"] == dict.fromkeys(LAB1_FULL, 0.0)
-    assert auto["forger"] == dict.fromkeys(LAB1_FULL, 0.0)
-    assert auto["mistakes"] == LAB1_MISTAKES
+    auto, full = _auto(lab1, LAB1), _points(LAB1)
+    assert auto["perfect"] == full
+    assert auto["untouched"] == dict.fromkeys(full, 0.0)
+    assert auto["forger"] == dict.fromkeys(full, 0.0)
+    assert auto["mistakes"] == pytest.approx(_expected(LAB1, "mistakes"), abs=0.01)
+    assert all(auto["hostile_examples"][gid] <= limit + 1e-9 for gid, limit in _expected(LAB1, "hostile").items())
 
 
 def test_lab1_feedback_hides_the_hidden_tests(lab1):
     for student in ("perfect", "untouched", "forger", "mistakes"):
         html = (lab1.path("feedback", LAB1, student) / f"{LAB1}.html").read_text()
         assert "HIDDEN TESTS" not in html and "thorough=True" not in html, student  # the hidden calls
-        assert html.count("Judge: ") == len(LAB1_FULL), student
+        assert html.count("Judge: ") == len(_points(LAB1)), student
 
 
-# -- lab 4 with the real judge ------------------------------------------------------------------
 LAB4 = "lab4_representations"
-LAB4_FULL = {"supervised_encoder_test": 2.0, "rsm_test": 3.0, "model_rsms_test": 2.0, "probe_test": 2.0,
-             "contrastive_loss_test": 4.0, "rsm_histogram_test": 1.0}
-# labs/source/lab4_representations/demo_submissions/mistakes.json: a correlation matrix as the RSM, unsorted RSM
-# figures, no loss curve, NT-Xent without L2 normalization, the diagonal in the histogram
-LAB4_MISTAKES = {"supervised_encoder_test": 2.0, "rsm_test": 1.5, "model_rsms_test": 0.5, "probe_test": 1.5,
-                 "contrastive_loss_test": 4 * 2.5 / 6, "rsm_histogram_test": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -299,8 +326,8 @@ def lab4(tmp_path_factory):
 
 
 def test_lab4_scores_from_the_real_judge(lab4):
-    book = grades(lab4, LAB4)
-    auto = {student: {name: g[0] for name, g in cells.items() if name in LAB4_FULL} for student, cells in book.items()}
-    assert auto["perfect"] == LAB4_FULL
-    assert auto["untouched"] == dict.fromkeys(LAB4_FULL, 0.0)
-    assert auto["mistakes"] == pytest.approx(LAB4_MISTAKES, abs=0.01)
+    auto, full = _auto(lab4, LAB4), _points(LAB4)
+    assert auto["perfect"] == full
+    assert auto["untouched"] == dict.fromkeys(full, 0.0)
+    assert auto["mistakes"] == pytest.approx(_expected(LAB4, "mistakes"), abs=0.01)
+    assert all(auto["hostile_examples"][gid] <= limit + 1e-9 for gid, limit in _expected(LAB4, "hostile").items())

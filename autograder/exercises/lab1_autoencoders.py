@@ -88,6 +88,31 @@ AUTOENCODER = Exercise(
         kit.holds(1, _autoencoder_z_varies),
     ],
     forbidden=("labkit.models.MLPAutoencoder",),
+    mistakes=(
+        Example("no sigmoid at the end of the decoder", """\
+def build_autoencoder():
+    # Mistake: no sigmoid at the end of the decoder, so reconstructions leave [0, 1].
+    class Autoencoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 2))
+            self.decoder = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784))
+
+        def forward(self, x):
+            z = self.encoder(x.flatten(1))
+            return self.decoder(z), z
+
+    return Autoencoder()
+""", share=0.75, message="end the decoder with nn.Sigmoid()", demo=True),
+    ),
+    hostile=(
+        Example("labkit's model under another name", """\
+from labkit import models
+
+def build_autoencoder():
+    return models.MLPAutoencoder()
+""", share=0.0, message="uses labkit's reference labkit.models.MLPAutoencoder"),
+    ),
 )
 
 
@@ -173,6 +198,27 @@ REPARAMETERIZE = Exercise(
     checks=[kit.holds(1, _reparameterize_mean), kit.holds(1, _reparameterize_std),
             kit.holds(1, _reparameterize_grads), kit.holds(1, _reparameterize_random)],
     forbidden=("labkit.models.reparameterize",),
+    mistakes=(
+        Example("exp(logvar) as the standard deviation", """\
+def reparameterize(mu, logvar):
+    # Mistake: exp(logvar) is the variance, not the standard deviation.
+    return mu + torch.exp(logvar) * torch.randn_like(mu)
+""", share=0.75, message="exp(logvar), the variance", demo=True),
+        Example("noise without a gradient path", """\
+def reparameterize(mu, logvar):
+    # Mistake: torch.normal draws the sample, so no gradient reaches mu or logvar.
+    return torch.normal(mu.detach(), torch.exp(0.5 * logvar.detach()))
+""", share=0.75, message="no gradient reaches mu"),
+    ),
+    hostile=(
+        Example("labkit's reference, called by a helper", """\
+from labkit import models
+sample = models.reparameterize
+
+def reparameterize(mu, logvar):
+    return sample(mu, logvar)
+""", share=0.0, message="labkit.models.reparameterize"),
+    ),
 )
 
 
@@ -267,6 +313,41 @@ VAE_LOSS = Exercise(
                            "(no .item(), .detach() or numpy)"),
     ],
     forbidden=("labkit.losses.vae_loss",),
+    mistakes=(
+        Example("BCE averaged, KL summed", """\
+def vae_loss(x_recon, x, mu, logvar):
+    # Mistake: BCE averaged (mean) while the KL is summed.
+    bce = F.binary_cross_entropy(x_recon, x)
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kl
+""", share=1 / 6, message="BCE is averaged (reduction='mean') while the KL is summed", demo=True),
+        Example("the KL term subtracted", """\
+def vae_loss(x_recon, x, mu, logvar):
+    # Mistake: the KL term is subtracted.
+    bce = F.binary_cross_entropy(x_recon, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce - kl
+""", share=1 / 3, message="vae_loss: the KL term has the wrong sign: KL = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) "
+                          "is >= 0 and is added"),
+    ),
+    hostile=(
+        Example("labkit's reference", """\
+from labkit import losses
+
+def vae_loss(x_recon, x, mu, logvar):
+    return losses.vae_loss(x_recon, x, mu, logvar)
+""", share=0.0, message="uses labkit's reference labkit.losses.vae_loss (cell vae_loss_solution)"),
+        Example("labkit's reference behind __import__ and getattr", """\
+ref = getattr(__import__('lab' + 'kit.losses', fromlist=['x']), 'vae' + '_loss')
+
+def vae_loss(*args):
+    return ref(*args)
+""", share=0.0, message="called labkit's reference labkit.losses.vae_loss while being graded"),
+        Example("the value of the visible example, hard-coded", """\
+def vae_loss(x_recon, x, mu, logvar):
+    return torch.tensor(27.0321, requires_grad=True)
+""", share=0.0),
+    ),
 )
 
 
@@ -332,6 +413,26 @@ INTERPOLATE = Exercise(
             hint="the points should be evenly spaced on the line: z = (1 - t) * z_start + t * z_end, "
                  "t = linspace(0, 1, num_steps)"),
     ],
+    mistakes=(
+        Example("t = arange(num_steps) / num_steps", """\
+def interpolate(z_start, z_end, num_steps):
+    # Mistake: t never reaches 1, so the path stops short of z_end.
+    t = (torch.arange(num_steps) / num_steps).unsqueeze(1)
+    return (1 - t) * z_start + t * z_end
+""", share=0.25, message="linspace(0, 1, num_steps), not arange"),
+        Example("points as columns", """\
+def interpolate(z_start, z_end, num_steps):
+    # Mistake: the result is transposed, (D, num_steps).
+    t = torch.linspace(0, 1, num_steps).unsqueeze(1)
+    return ((1 - t) * z_start + t * z_end).T
+""", share=0.0, message="not (D, num_steps)"),
+    ),
+    hostile=(
+        Example("the visible example's answer, hard-coded", """\
+def interpolate(z_start, z_end, num_steps):
+    return torch.tensor([[0.0, 2.0], [1.0, 1.0], [2.0, 0.0], [3.0, -1.0], [4.0, -2.0]])
+""", share=0.0),
+    ),
 )
 
 
@@ -382,6 +483,13 @@ CLUSTER = Exercise(
     probe=probe_cluster,
     checks=[kit.holds(1, _cluster_valid), kit.holds(1, _cluster_blobs)],
     forbidden=("labkit.evaluation.cluster_scores",),
+    mistakes=(
+        Example("one cluster for everything", """\
+def cluster_latents(z, num_clusters, seed=0):
+    # Mistake: every point gets label 0.
+    return np.zeros(len(z), dtype=int)
+""", share=0.5, message="adjusted Rand index"),
+    ),
 )
 
 EXERCISES = [AUTOENCODER, REPARAMETERIZE, VAE_LOSS, INTERPOLATE, CLUSTER]

@@ -83,6 +83,21 @@ RSM = Exercise(
         kit.holds(1, _rsm_symmetric),
     ],
     forbidden=("labkit.rsm.compute_rsm",),
+    mistakes=(
+        Example("a correlation matrix", """\
+def custom_torch_RSM_fct(features):
+    # Mistake: a correlation matrix (each row centred) instead of the cosine similarity.
+    return torch.corrcoef(features)
+""", share=0.5, message="each row was centred", demo=True),
+    ),
+    hostile=(
+        Example("labkit's reference", """\
+from labkit import rsm
+
+def custom_torch_RSM_fct(features):
+    return rsm.compute_rsm(features)
+""", share=0.0, message="labkit.rsm.compute_rsm"),
+    ),
 )
 
 
@@ -210,6 +225,56 @@ CONTRASTIVE = Exercise(
         kit.holds(0.5, _contrastive_grads),
     ],
     forbidden=("labkit.losses.contrastive_loss",),
+    solutions=(
+        Example("positive first, then the 2N - 2 negatives, as one cross-entropy", """\
+def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
+    n = len(proj_feat1)
+    z = F.normalize(torch.cat([proj_feat1, proj_feat2]), dim=1)
+    sim = z @ z.T / temperature
+    partner = torch.arange(2 * n).roll(n)
+    positive = sim[torch.arange(2 * n), partner].unsqueeze(1)
+    keep = ~(torch.eye(2 * n, dtype=torch.bool) | torch.eye(2 * n, dtype=torch.bool).roll(n, dims=1))
+    negatives = sim[keep].view(2 * n, 2 * n - 2)
+    logits = torch.cat([positive, negatives], dim=1)
+    return F.cross_entropy(logits, torch.zeros(2 * n, dtype=torch.long))
+""", share=1.0),
+    ),
+    mistakes=(
+        Example("projections not L2-normalized", """\
+def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
+    # Mistake: the projections are not L2-normalized (dot products instead of cosine similarities).
+    n = len(proj_feat1)
+    z = torch.cat([proj_feat1, proj_feat2]).float()
+    logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(2 * n).roll(n))
+""", share=2.5 / 6, message="not L2-normalized", demo=True),
+        Example("exp, then log", """\
+def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
+    # Mistake: raw exp(sim / T) overflows in float32 at small temperatures.
+    z = F.normalize(torch.cat([proj_feat1, proj_feat2]), dim=1)
+    sim = torch.exp(z @ z.T / temperature)
+    n = len(proj_feat1)
+    positives = torch.cat([torch.diagonal(sim, n), torch.diagonal(sim, -n)])
+    return -torch.log(positives / (sim.sum(1) - sim.diagonal())).mean()
+""", share=11 / 12, message="small temperature", self_check=False),
+        Example("similarities multiplied by the temperature", """\
+def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
+    # Mistake: sim * T instead of sim / T.
+    z = F.normalize(torch.cat([proj_feat1, proj_feat2]), dim=1)
+    sim = torch.exp(z @ z.T * temperature)
+    n = len(proj_feat1)
+    positives = torch.cat([torch.diagonal(sim, n), torch.diagonal(sim, -n)])
+    return -torch.log(positives / (sim.sum(1) - sim.diagonal())).mean()
+""", share=5 / 12, message="multiplied by the temperature"),
+    ),
+    hostile=(
+        Example("labkit's reference", """\
+from labkit.losses import contrastive_loss
+
+def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
+    return contrastive_loss(proj_feat1, proj_feat2, temperature)
+""", share=0.0, message="labkit.losses.contrastive_loss"),
+    ),
 )
 
 
@@ -218,24 +283,22 @@ CONTRASTIVE = Exercise(
 
 def _dsprites(args):
     """The generated dSprites of a case and its seeded 80/20 split (the same in child and parent)."""
-    from labkit.datasets import dsprites
+    from labkit.checks.fixtures import small_dsprites
 
-    seed = int(args["seed"])
-    data = dsprites.DSprites.generate(int(args["num_images"]), seed=seed)
-    return data, *dsprites.train_test_split(data, seed=seed)
+    return small_dsprites(int(args["num_images"]), int(args["seed"]))
 
 
 def _encoder(images, seed: int):
     """A seeded random encoder with calibrated BatchNorm, in eval mode (deterministic on CPU)."""
-    from labkit import models, training
+    from labkit.checks.fixtures import calibrated_encoder
 
-    torch.manual_seed(seed)
-    return training.calibrate_batchnorm(models.DSpritesEncoder(), images.unsqueeze(1), device="cpu")
+    return calibrated_encoder(images, seed)
 
 
 def _features(encoder, images) -> np.ndarray:
-    with torch.no_grad():
-        return encoder.get_features(images.unsqueeze(1).float()).double().numpy()
+    from labkit.checks.fixtures import features
+
+    return features(encoder, images)
 
 
 def _axes_list(value, what: str) -> list:
@@ -287,10 +350,9 @@ def _supervised_shape(ev):
 
 def _train_probe(features, data, train) -> float:
     """How well a logistic regression fits shape on the training images' features (what the encoder learned)."""
-    from labkit.evaluation import linear_probe
+    from labkit.checks.fixtures import shape_fit
 
-    labels, idx = data.latents_classes[:, 0].numpy(), np.asarray(train.indices)
-    return linear_probe(features[idx], labels[idx], features[idx], labels[idx])
+    return shape_fit(features, data, train.indices)
 
 
 def _supervised_probe(ev):
@@ -323,6 +385,13 @@ SUPERVISED = Exercise(
     checks=[kit.holds(0.5, _supervised_shape), kit.holds(1.0, _supervised_probe),
             kit.holds(0.5, _supervised_accuracy)],
     forbidden=("labkit.pretrained.load_encoder", "labkit.pretrained._state"),
+    mistakes=(
+        Example("an untrained encoder and a made-up accuracy", """\
+def train_supervised_encoder(dataset, train_sampler, test_sampler, num_epochs=10, batch_size=1000):
+    # Mistake: the encoder is never trained.
+    return models.DSpritesEncoder().eval(), 90.0
+""", share=0.5, message="no better than an untrained"),
+    ),
 )
 
 
@@ -392,6 +461,19 @@ MODEL_RSMS = Exercise(
             kit.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=2e-3,
                            hint="the images shown are not the encoders' RSMs sorted by the latent")],
     forbidden=(),
+    mistakes=(
+        Example("RSMs in the data's order", """\
+def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):
+    # Mistake: the RSMs are drawn in the data's order, never sorted by the latent.
+    fig, axes = plt.subplots(1, len(encoders), figsize=(4 * len(encoders), 3.6), squeeze=False)
+    axes = list(axes[0])
+    for ax, (title, encoder) in zip(axes, encoders.items()):
+        with torch.no_grad():
+            features = encoder.get_features(images)
+        plots.plot_rsm(rsm.compute_rsm(features), title=title, ax=ax)
+    return axes
+""", share=0.25, message="not sorted", demo=True),
+    ),
 )
 
 
@@ -459,6 +541,18 @@ PROBE = Exercise(
     probe=probe_probe,
     checks=[kit.holds(0.75, _probe_frozen), kit.holds(0.5, _probe_curve), kit.holds(0.75, _probe_accuracy)],
     forbidden=(),
+    mistakes=(
+        Example("no loss curve", """\
+def train_and_plot_probe(encoder, dataset, train_sampler, test_sampler, num_epochs=10, title="", ax=None):
+    # Mistake: the loss curve is never drawn.
+    _, loss_array, _, test_acc = training.train_classifier(encoder, dataset, train_sampler, test_sampler, num_epochs,
+                                                           freeze_features=True, device=dataset.images.device)
+    if ax is None:
+        ax = plt.subplots(figsize=(5, 3))[1]
+    ax.set_title(title)
+    return test_acc, ax
+""", share=0.75, message="one line", demo=True),
+    ),
 )
 
 
@@ -535,6 +629,18 @@ HISTOGRAM = Exercise(
     probe=probe_histogram,
     checks=[kit.holds(1.0, _histogram_matches)],
     forbidden=("labkit.plots.plot_rsm_histogram",),
+    mistakes=(
+        Example("the diagonal counted", """\
+def rsm_similarity_histogram(rsms, bins=100, ax=None):
+    # Mistake: the whole matrix, diagonal included, goes into the histogram.
+    if ax is None:
+        ax = plt.subplots(figsize=(5, 3))[1]
+    for name, matrix in rsms.items():
+        ax.hist(torch.as_tensor(matrix).flatten().numpy(), bins=bins, range=(-1, 1), density=True, alpha=0.5, label=name)
+    ax.legend(fontsize=8)
+    return ax
+""", share=0.0, message="diagonal", demo=True),
+    ),
 )
 
 EXERCISES = [SUPERVISED, RSM, MODEL_RSMS, PROBE, CONTRASTIVE, HISTOGRAM]

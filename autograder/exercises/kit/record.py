@@ -50,6 +50,7 @@ class Example:
     share: float  # of the exercise's points: exactly this for a mistake, at most this for a hostile answer
     message: str = ""  # a phrase the student's feedback must contain
     demo: bool = False  # the demo's "mistakes" student makes this one (one per exercise at most)
+    self_check: bool = True  # a mistake the lab's visible self-check catches (with an AssertionError)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Every lab's graded exercises, checked in this process on their own examples (autograder/exercises/<lab>.py).
+
+For each exercise: the source notebook's solution gets full marks from the judge's
+checks, each declared solution too, each classic mistake exactly its share with its
+message, and the student-visible self-check (the test cell's visible part) accepts
+the solution and rejects the demo mistake. Hostile examples need the jail's runtime
+tripwires and are graded through the real judge (tests/test_judge.py for lab 1's
+mini notebook, tests/test_grading_e2e.py for every lab). Nothing here types a score.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import matplotlib.pyplot as plt
+import pytest
+
+from autograder import exercises
+from autograder.course import Labs
+from autograder.exercises.kit import examples
+
+LABS = [lab for lab in Labs().names() if exercises.load(lab)]
+EXERCISES = [(lab, ex) for lab in LABS for ex in exercises.load(lab).values()]
+MISTAKES = [(lab, ex, m) for lab, ex in EXERCISES for m in ex.mistakes]
+SOLUTIONS = [(lab, ex, s) for lab, ex in EXERCISES for s in ex.solutions]
+# exercises whose probes train or plot: too slow to grade forty times
+SLOW = {"supervised_encoder_test", "probe_test", "model_rsms_test", "rsm_histogram_test"}
+
+
+def _id(value):
+    return getattr(value, "grade_id", None) or getattr(value, "label", None) or str(value)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_every_lab_with_a_notebook_has_exercises():
+    assert LABS == [lab for lab in Labs().names() if exercises.load(lab)]
+    assert {"lab1_autoencoders", "lab4_representations"} <= set(LABS)
+
+
+@pytest.mark.parametrize("lab, exercise", EXERCISES, ids=_id)
+def test_the_function_is_defined_at_the_top_level_of_a_solution_cell(lab, exercise):
+    assert examples.solution_cell_of(exercise, Labs().source(lab))
+    assert exercise.checks and exercise.total_weight > 0
+
+
+@pytest.mark.parametrize("lab, exercise", EXERCISES, ids=_id)
+def test_the_source_solution_gets_full_marks(lab, exercise):
+    score, notes = examples.grade(exercise, Labs().source(lab))
+    assert score == pytest.approx(1.0), notes
+
+
+@pytest.mark.parametrize("lab, exercise, solution", SOLUTIONS, ids=_id)
+def test_declared_solutions_get_full_marks(lab, exercise, solution):
+    score, notes = examples.grade(exercise, Labs().source(lab), solution)
+    assert score == pytest.approx(1.0), notes
+
+
+@pytest.mark.parametrize("lab, exercise, mistake", MISTAKES, ids=_id)
+def test_a_mistake_gets_its_share_and_its_message(lab, exercise, mistake):
+    score, notes = examples.grade(exercise, Labs().source(lab), mistake)
+    assert score == pytest.approx(mistake.share, abs=1e-3), notes
+    assert any(mistake.message in note for note in notes), notes
+
+
+@pytest.mark.parametrize("lab, exercise, mistake", [m for m in MISTAKES if m[1].grade_id not in SLOW], ids=_id)
+def test_a_mistake_scores_the_same_on_every_seed(lab, exercise, mistake):
+    """The judge draws fresh inputs per submission: a given answer must earn the same share whatever they are
+    (a CI run once gave the unnormalized NT-Xent an extra half point on a lucky draw)."""
+    function = examples.function_of(exercise, Labs().source(lab), mistake)
+    shares = {round(examples.grade_in_process(exercise, function, seed=seed)[0], 6) for seed in range(40)}
+    assert len(shares) == 1 and shares.pop() == pytest.approx(mistake.share, abs=1e-3)
+
+
+@pytest.mark.parametrize("lab, exercise", EXERCISES, ids=_id)
+def test_the_self_check_accepts_the_solution(lab, exercise):
+    source = Labs().source(lab)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(examples.visible_test(exercise, source), examples.namespace(source))
+    assert printed.getvalue().strip(), "a passing self-check says so"
+
+
+@pytest.mark.parametrize("lab, exercise, mistake", [m for m in MISTAKES if m[2].self_check], ids=_id)
+def test_the_self_check_rejects_the_mistake(lab, exercise, mistake):
+    source = Labs().source(lab)
+    scope = examples.namespace(source, {examples.solution_cell_of(exercise, source): mistake.code})
+    with pytest.raises(AssertionError), contextlib.redirect_stdout(io.StringIO()):
+        exec(examples.visible_test(exercise, source), scope)
