@@ -3,13 +3,18 @@
 Instructors use it as ``python -m autograder <command>`` (release, autograde,
 feedback, report, demo; see ``--help``). Modules:
 
-- :mod:`autograder.course`   the labs in this repo and a course directory (nbgrader's layout)
-- :mod:`autograder.release`  the deterministic student release and its drift check
-- :mod:`autograder.sandbox`  nbgrader's kernel step for one student, resource-limited and isolated
-- :mod:`autograder.grading`  autograde (the judge's scores into the gradebook) and feedback
-- :mod:`autograder.report`   the grade table from the gradebook
-- :mod:`autograder.demo`     the round trip on known submissions
-- :mod:`autograder.judge`    scores submissions in a process that never ran student code
+- :mod:`autograder.course`        the labs in this repo and a course directory (nbgrader's layout)
+- :mod:`autograder.release`       the deterministic student release and its drift check
+- :mod:`autograder.grading`       autograde: per student, the kernel step and the judge, then the gradebook
+- :mod:`autograder.kernel_step`   the kernel step's plumbing (throwaway course dirs from the release)
+- :mod:`autograder.feedback_jail` nbgrader's kernel run for one student, for feedback outputs only (never a score)
+- :mod:`autograder.gradebook`     the judge's scores into nbgrader's gradebook
+- :mod:`autograder.feedback`      the HTML feedback (verdicts shown, hidden tests never)
+- :mod:`autograder.report`        the grade table from the gradebook
+- :mod:`autograder.demo`          the round trip on known submissions
+- :mod:`autograder.exercises`     each lab's graded exercises and their examples; ``judge_lab``
+- :mod:`autograder.judge`         the engine: scores in a process that never ran student code (its
+  scoring jail decides grades); it knows no lab
 
 This package is for instructors; it is not part of the student wheel (labkit).
 """

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from autograder import exercises
 from autograder.course import Labs
+from autograder.exercises import kit
 from autograder.exercises.kit import examples
 
 LABS = [lab for lab in Labs().names() if exercises.load(lab)]
@@ -90,3 +93,17 @@ def test_the_self_check_rejects_the_mistake(lab, exercise, mistake):
     scope = examples.namespace(source, {examples.solution_cell_of(exercise, source): mistake.code})
     with pytest.raises(AssertionError), contextlib.redirect_stdout(io.StringIO()):
         exec(examples.visible_test(exercise, source), scope)
+
+
+def test_the_worked_example_in_the_tas_checklist_grades_as_it_says():
+    readme = (Path(exercises.__file__).parent / "README.md").read_text()
+    code = readme.split("```python\n")[1].split("```")[0]
+    assert len(code.strip().splitlines()) <= 15
+    scope = {"np": np, "kit": kit, "Example": kit.Example, "Exercise": kit.Exercise}
+    exec(code, scope)
+    exercise = scope["SQUARE_SUM"]
+    assert examples.grade_in_process(exercise, lambda x: (x ** 2).sum())[0] == 1.0
+    wrong = {}
+    exec(exercise.mistakes[0].code, wrong)
+    score, notes = examples.grade_in_process(exercise, wrong["square_sum"])
+    assert score == exercise.mistakes[0].share and exercise.mistakes[0].message in notes[0]
