@@ -155,6 +155,8 @@ def open_submission(path: Path, lab: str):
             others = sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []
             found = f"found: {', '.join(others)}" if others else "the folder is empty"
             return None, f"No {lab}.ipynb in your submission ({found}). Submit the notebook under its original name."
+        if err.kind == "not_regular":
+            return None, f"{err}, so it could not be graded."
         if err.kind == "too_large":
             return None, f"{lab}.ipynb is larger than {MAX_NOTEBOOK_MB} MB (clear the outputs before submitting)."
         kind = "is not valid JSON" if err.kind == "not_json" else "is not a Jupyter notebook"

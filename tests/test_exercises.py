@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
 from autograder import exercises
 from autograder.course import Labs
@@ -107,3 +108,42 @@ def test_the_worked_example_in_the_tas_checklist_grades_as_it_says():
     exec(exercise.mistakes[0].code, wrong)
     score, notes = examples.grade_in_process(exercise, wrong["square_sum"])
     assert score == exercise.mistakes[0].share and exercise.mistakes[0].message in notes[0]
+
+
+# ---------------------------------------------------------------------------- degenerate answers
+
+def _degenerate(kind: str):
+    """An answer that ignores what it is asked: built from its first tensor argument (or, for a builder with no
+    tensor argument, a module that does the same to its input)."""
+    def transform(t: torch.Tensor):
+        t = t.float()
+        return {"constant": (t * 1e-3).sum() - (t * 1e-3).sum().detach() + 1.2345,  # a fake gradient, too
+                "zeros": torch.zeros_like(t), "zero": t.sum() * 0, "identity": torch.eye(len(t)),
+                "echo": t, "nan": torch.full_like(t, float("nan")), "inf": torch.full_like(t, float("inf")),
+                "nan_scalar": t.sum() * float("nan"), "inf_scalar": t.sum() + float("inf"),
+                "random": torch.randn_like(t), "random_scalar": torch.randn(()) + t.sum() * 0}[kind]
+
+    class Degenerate(torch.nn.Module):
+        def forward(self, x):
+            return transform(x), transform(x)
+
+    def answer(*args, **kwargs):
+        tensors = [a for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)]
+        return transform(tensors[0]) if tensors else Degenerate()
+
+    return answer
+
+
+DEGENERATE = ["constant", "zeros", "zero", "identity", "echo", "nan", "inf", "nan_scalar", "inf_scalar", "random",
+              "random_scalar"]
+
+
+@pytest.mark.parametrize("lab, exercise", EXERCISES, ids=_id)
+def test_no_degenerate_answer_earns_anything(lab, exercise):
+    """Constant, zero, identity, echo, NaN, infinite and random answers score 0: never above an honest wrong
+    answer (the untouched stub scores 0). Every exercise of every lab, present and future (the slow ones, whose
+    probes train or plot, on one draw)."""
+    for kind in DEGENERATE:
+        for seed in range(1 if exercise.grade_id in SLOW else 3):
+            score, notes = examples.grade_in_process(exercise, _degenerate(kind), seed=seed)
+            assert score == 0.0, (kind, seed, notes)

@@ -25,6 +25,8 @@ from pathlib import Path
 from .kit import Exercise
 
 NOT_A_LAB = {"kit"}
+# Left out of the scoring child's copy of labkit: no graded function may start from a shipped encoder.
+WITHHELD = ("labkit/weights/*.pt",)
 
 
 def module_name(lab: str) -> str:
@@ -60,5 +62,5 @@ def judge_lab(lab: str, notebook: Path | str, *, source: Path | str | None = Non
     source = Path(source) if source is not None else Labs().source(lab)
     hidden = (REPO_ROOT / "labs", REPO_ROOT / "autograder", REPO_ROOT / "tests")  # should the child's folders hold them
     return judge_notebook(notebook, list(load(lab).values()), module=module_name(lab), source=source,
-                          packages=("labkit",), hide=hidden, time_limit_s=time_limit_s,
+                          packages=("labkit",), hide=hidden, withheld=WITHHELD, time_limit_s=time_limit_s,
                           memory_limit_mb=memory_limit_mb)

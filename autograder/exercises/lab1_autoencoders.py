@@ -68,6 +68,14 @@ def _autoencoder_layers(ev):
             "(encoder 784-128-32-2, decoder 2-32-128-784, in that order)")
 
 
+def _autoencoder_depends(ev):
+    z, z_other = ev.get("images", "z"), ev.get("images", "z_other")
+    recon, recon_other = ev.get("images", "recon"), ev.get("images", "recon_other")
+    if all(np.all(np.isfinite(a)) for a in (z, recon)) and not (kit.close(z, z_other) or kit.close(recon, recon_other)):
+        return None
+    return "its reconstruction and code do not depend on the input"
+
+
 def _autoencoder_z_varies(ev):
     z, z_other = ev.get("images", "z"), ev.get("images", "z_other")
     if z.shape == z_other.shape and not kit.close(z, z_other) and np.ptp(z, axis=0).max() > 0:
@@ -88,6 +96,7 @@ AUTOENCODER = Exercise(
         kit.holds(1, _autoencoder_z_varies),
     ],
     forbidden=("labkit.models.MLPAutoencoder",),
+    gate=kit.holds(0, kit.all_pass(kit.holds(0, _autoencoder_shapes), kit.holds(0, _autoencoder_depends))),
     mistakes=(
         Example("no sigmoid at the end of the decoder", """\
 def build_autoencoder():
@@ -198,6 +207,7 @@ REPARAMETERIZE = Exercise(
     checks=[kit.holds(1, _reparameterize_mean), kit.holds(1, _reparameterize_std),
             kit.holds(1, _reparameterize_grads), kit.holds(1, _reparameterize_random)],
     forbidden=("labkit.models.reparameterize",),
+    gate=kit.holds(0, kit.all_pass(kit.holds(0, _reparameterize_mean), kit.holds(0, _reparameterize_random))),
     mistakes=(
         Example("exp(logvar) as the standard deviation", """\
 def reparameterize(mu, logvar):
@@ -313,6 +323,8 @@ VAE_LOSS = Exercise(
                            "(no .item(), .detach() or numpy)"),
     ],
     forbidden=("labkit.losses.vae_loss",),
+    gate=kit.varies("loss", cases=("flat5", "images3", "latent7"),
+                    hint="the loss is the same (or not finite) on different inputs"),
     mistakes=(
         Example("BCE averaged, KL summed", """\
 def vae_loss(x_recon, x, mu, logvar):
@@ -483,12 +495,20 @@ CLUSTER = Exercise(
     probe=probe_cluster,
     checks=[kit.holds(1, _cluster_valid), kit.holds(1, _cluster_blobs)],
     forbidden=("labkit.evaluation.cluster_scores",),
+    gate=kit.holds(0, _cluster_blobs),  # valid labels that ignore z (all zeros, random) earn nothing
     mistakes=(
         Example("one cluster for everything", """\
 def cluster_latents(z, num_clusters, seed=0):
     # Mistake: every point gets label 0.
     return np.zeros(len(z), dtype=int)
-""", share=0.5, message="adjusted Rand index"),
+""", share=0.0, message="adjusted Rand index"),
+        Example("labels counted from 1", """\
+def cluster_latents(z, num_clusters, seed=0):
+    # Mistake: labels 1..k instead of 0..k-1.
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit_predict(z.numpy()) + 1
+""", share=0.5, message="one integer label in [0, num_clusters)"),
     ),
 )
 

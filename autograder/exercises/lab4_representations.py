@@ -63,6 +63,20 @@ RSM_MISTAKES = [
 ]
 
 
+def _rsm_depends(ev):
+    m, expected = ev.get("n13", "rsm"), rsm_reference(ev.inputs["n13"])
+    if m.shape != expected.shape or not np.all(np.isfinite(m)):
+        return "the RSM should be an (N, N) matrix of finite similarities"
+    got, want = _upper_triangle(m), _upper_triangle(expected)
+    if np.std(got) > 1e-6 and abs(np.corrcoef(got, want)[0, 1]) > 0.5:
+        return None
+    return "the RSM's entries do not follow the similarity of the feature rows"
+
+
+def _upper_triangle(m):
+    return m[np.triu_indices(len(m), k=1)]
+
+
 def _rsm_symmetric(ev):
     m = ev.get("n13", "rsm")
     if m.shape == (13, 13) and np.allclose(m, m.T, atol=1e-5) and np.allclose(np.diag(m), 1, atol=1e-4):
@@ -83,6 +97,7 @@ RSM = Exercise(
         kit.holds(1, _rsm_symmetric),
     ],
     forbidden=("labkit.rsm.compute_rsm",),
+    gate=kit.holds(0, _rsm_depends),
     mistakes=(
         Example("a correlation matrix", """\
 def custom_torch_RSM_fct(features):
@@ -116,7 +131,7 @@ def contrastive_cases(rng: np.random.Generator):
     return {
         "n5": case(z1, z2, 0.5), "n6": case(*views(6, 16), 0.2),
         "n5_rescaled": case(z1 * a, z2 * b, 0.5), "n5_swapped": case(z2, z1, 0.5),
-        "n5_permuted": case(z1[perm], z2[perm], 0.5),
+        "n5_permuted": case(z1[perm], z2[perm], 0.5), "n5_again": case(z1, z2, 0.5),
         "closed_form": case(basis, basis, 0.5), "cold": case(*_cold_views(rng), 0.01),
     }
 
@@ -225,6 +240,10 @@ CONTRASTIVE = Exercise(
         kit.holds(0.5, _contrastive_grads),
     ],
     forbidden=("labkit.losses.contrastive_loss",),
+    gate=kit.holds(0, kit.all_pass(
+        kit.varies("loss", cases=("n5", "n6", "closed_form"), hint="the loss is the same (or not finite) on different "
+                                                                  "inputs"),
+        kit.same(0, "loss", [("n5", "n5_again")], hint="the loss changes between two calls on the same inputs"))),
     solutions=(
         Example("positive first, then the 2N - 2 negatives, as one cross-entropy", """\
 def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):

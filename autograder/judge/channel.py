@@ -1,6 +1,6 @@
 """The child's only way to report back: frames on a pipe the parent reads, never files on the host's disk.
 
-A frame is ``kind`` (1 byte: ``S`` status JSON, ``A`` an exercise's npz), the
+A frame is ``kind`` (1 byte: ``S`` status JSON, ``A`` an exercise's arrays), the
 length of ``name`` (2 bytes), the length of ``payload`` (8 bytes), then both.
 The parent keeps at most a fixed number of bytes and drains the rest, so a child
 that floods the pipe cannot fill the disk or the parent's memory; what it sends

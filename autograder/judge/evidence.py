@@ -52,6 +52,7 @@ class GradedExercise(Protocol):
     probe: Callable[[Callable, Arrays], Arrays]  # child: calls the function, returns numeric arrays
     checks: Sequence[WeightedCheck]  # parent: grade the arrays
     forbidden: tuple[str, ...]  # dotted labkit references the function must not call
+    gate: WeightedCheck | None  # optional: an answer failing it earns nothing (does it depend on its inputs?)
 
     @property
     def total_weight(self) -> float: ...

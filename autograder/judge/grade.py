@@ -25,7 +25,8 @@ from .scoring_jail import ChildRun, Limits, ScoringJail
 
 
 def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *, module: str, source: Path | str,
-                   packages: Sequence[str] = (), hide: Sequence[Path] = (), time_limit_s: float = 300,
+                   packages: Sequence[str] = (), hide: Sequence[Path] = (), withheld: Sequence[str] = (),
+                   time_limit_s: float = 300,
                    memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
     """Grade ``notebook``: a verdict per autograder test cell of ``source``, the instructor's notebook.
 
@@ -33,7 +34,8 @@ def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *,
     ``module`` (and gets a copy of ``packages``, e.g. ``("labkit",)``) to find their
     probes. The points of each test cell come from ``source``, never from the
     submission. ``hide``: folders the child must not see should its bound folders
-    hold them. Never raises for a bad submission: what could not be verified scores
+    hold them. ``withheld``: glob patterns of files left out of the child's copy of ``packages``
+    (e.g. shipped weights); the references the exercises forbid are stubs there. Never raises for a bad submission: what could not be verified scores
     zero, with a message.
     """
     notebook, source = Path(notebook), Path(source)
@@ -56,8 +58,8 @@ def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *,
                           for ex in graded],
             "tripwires": sorted({reference for ex in graded for reference in ex.forbidden})}
     packages = (module, *packages)  # a module brings its package
-    run = (jail.run(plan, inputs, notebook.parent, notebook.name, packages, (source.parent, *hide)) if graded
-           else ChildRun())
+    run = (jail.run(plan, inputs, notebook.parent, notebook.name, packages, (source.parent, *hide), tuple(withheld))
+           if graded else ChildRun())
 
     verdicts = {}
     for gid, points in src.tests.items():
@@ -135,21 +137,37 @@ def _verdict(ex: GradedExercise, points: float, cases: dict, run: ChildRun, scri
     return verdict
 
 
+def _run(check, evidence: Evidence) -> str | None:
+    try:
+        return check.run(evidence)
+    except Missing as missing:
+        return str(missing)
+    except Exception as err:  # an output of an unexpected shape or type
+        return f"its output could not be checked ({type(err).__name__})"
+
+
 def score_checks(ex: GradedExercise, points: float, evidence: Evidence) -> tuple[float, list[str]]:
-    """Points earned by the weighted checks, and a message per failed check with the points it cost."""
+    """Points earned by the weighted checks, and a message per failed check with the points it cost.
+
+    An exercise's ``gate`` (when it has one) comes first: an answer that fails it (one that does not
+    depend on its inputs as the task does: a constant, an identity, an echo, noise, NaN) earns nothing,
+    whatever properties it happens to have, so that no degenerate answer scores above an honest one.
+    """
+    fn = ex.function
+    gate = getattr(ex, "gate", None)
+    if gate is not None:
+        problem = _run(gate, evidence)
+        if problem is not None:
+            return 0.0, [f"{'' if problem.startswith(fn) else fn + ': '}{problem}; no partial credit for an answer "
+                         f"that does not depend on its inputs (-{_points(points)} of {_points(points)})"]
     earned, lost = 0.0, {}
     for check in ex.checks:
-        try:
-            problem = check.run(evidence)
-        except Missing as missing:
-            problem = str(missing)
-        except Exception as err:  # an output of an unexpected shape or type
-            problem = f"its output could not be checked ({type(err).__name__})"
+        problem = _run(check, evidence)
         if problem is None:
             earned += check.weight
         else:
             lost[problem] = lost.get(problem, 0.0) + check.weight
-    fn, total = ex.function, ex.total_weight
+    total = ex.total_weight
     messages = [f"{'' if problem.startswith(fn) else fn + ': '}{problem} "
                 f"(-{_points(points * weight / total)} of {_points(points)})" for problem, weight in lost.items()]
     if not lost:

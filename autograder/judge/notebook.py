@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,8 @@ MAX_NOTEBOOK_MB = 50  # a submission larger than this is not opened (by the judg
 
 
 class SubmissionError(Exception):
-    """The submitted notebook cannot be read at all. ``kind``: missing, too_large, not_json or not_a_notebook."""
+    """The submitted notebook cannot be read at all. ``kind``: missing, not_regular, too_large, not_json or
+    not_a_notebook."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -94,14 +97,35 @@ def _cells(data) -> list[Cell]:
 
 
 def read_submission(path: Path) -> dict:
-    """A submitted notebook's JSON (at most MAX_NOTEBOOK_MB), or SubmissionError saying why there is none."""
+    """A submitted notebook's JSON (at most MAX_NOTEBOOK_MB), or SubmissionError saying why there is none.
+
+    Never follows a symbolic link: a notebook (or its folder) that is one, or anything but a regular file,
+    is refused, so that a submission cannot point the grader at a file of the course.
+    """
     path = Path(path)
     try:
-        if not path.is_file():
-            raise SubmissionError("missing", f"{path.name} was not found in the submission")
-        if path.stat().st_size > MAX_NOTEBOOK_MB * 2**20:
+        if path.parent.is_symlink():
+            raise SubmissionError("not_regular", f"the folder of {path.name} is a symbolic link; submit the notebook "
+                                                 "itself")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise SubmissionError("missing", f"{path.name} was not found in the submission") from None
+        except OSError as err:
+            if path.is_symlink():
+                raise SubmissionError("not_regular", f"{path.name} is a symbolic link, not a notebook; submit the "
+                                                     "notebook itself") from None
+            raise SubmissionError("not_json", f"{path.name} could not be opened ({type(err).__name__})") from None
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SubmissionError("not_regular", f"{path.name} is not a regular file")
+            if info.st_size > MAX_NOTEBOOK_MB * 2**20:
+                raise SubmissionError("too_large", f"{path.name} is larger than {MAX_NOTEBOOK_MB} MB")
+            data = f.read(MAX_NOTEBOOK_MB * 2**20 + 1)
+        if len(data) > MAX_NOTEBOOK_MB * 2**20:
             raise SubmissionError("too_large", f"{path.name} is larger than {MAX_NOTEBOOK_MB} MB")
-        return json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except SubmissionError:
         raise
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:

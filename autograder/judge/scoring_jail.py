@@ -29,6 +29,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from . import channel
+from .arrays import encode
 from .processes import chown_tree, fresh_uid, kill_all
 from .results import MAX_OUTPUT_BYTES, read_arrays, read_status
+from .stubs import stub_references, withhold
 from .verdicts import Isolation
 
 ENGINE = __package__  # "autograder.judge"
@@ -165,6 +168,19 @@ def _seed_font_cache(target: Path) -> None:
 
 
 
+def _feed(pipe, data: bytes) -> None:
+    """Write ``data`` to the child's stdin and close it; a child that never reads (or died) just ends it."""
+    try:
+        pipe.write(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
 def _reachable_by_others(path: Path) -> bool:
     """Every folder above ``path`` can be traversed by other users."""
     return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
@@ -214,7 +230,9 @@ class ScoringJail:
         other.append(f"time: {lim.time_s:.0f} s wall clock for the run (then its process group"
                      f"{' and every process of its uid are' if caps.drop_user else ' is'} killed), "
                      f"{lim.cell_s:.0f} s per cell, {lim.probe_s:.0f} s per graded function")
-        other.append(f"results: numeric arrays only (npz, allow_pickle=False) through a pipe, first "
+        other.append(f"inputs through stdin, read only after the student's cells ran; references the exercises "
+                     "reimplement are stubs in the child's copy of labkit, shipped weights withheld; "
+                     f"results: numeric arrays only (a bounded record format, no zip, no pickle) through a pipe, first "
                      f"{MAX_OUTPUT_BYTES // 2**20} MB kept; stdout/stderr capped at {lim.stream_cap // 1024} KB; "
                      "OMP/MKL threads 1")
         if caps.drop_user:
@@ -226,21 +244,25 @@ class ScoringJail:
                          other=other)
 
     def run(self, plan: dict, inputs: dict[str, np.ndarray], folder: Path | None, skip: str,
-            packages: tuple[str, ...], hide: tuple[Path, ...] = ()) -> ChildRun:
+            packages: tuple[str, ...], hide: tuple[Path, ...] = (), withheld: tuple[str, ...] = ()) -> ChildRun:
         """Run the child on ``plan`` and ``inputs`` with ``folder``'s files (but ``skip``) and a copy of
         ``packages``; never raises for anything the child does. ``hide``: folders to blank out should the
-        jail's bound folders hold them."""
+        jail's bound folders hold them; ``withheld``: glob patterns of files left out of the packages' copy.
+        ``plan["tripwires"]`` are also stubbed out of that copy (:mod:`.stubs`)."""
         box = Path(tempfile.mkdtemp(prefix="judge-"))
         uid = fresh_uid() if self.caps.drop_user else None
         read_end, write_end = os.pipe()
         reader = channel.Reader(read_end, MAX_OUTPUT_BYTES)
         try:
             try:
-                plan = self._prepare(box, plan, inputs, folder, skip, packages, uid, write_end, hide)
+                plan = self._prepare(box, plan, inputs, folder, skip, packages, uid, write_end, hide, withheld)
                 reader.start()
                 proc, start = self._start(box, write_end), time.monotonic()
             finally:
                 os.close(write_end)  # the child holds the only write end now: end of file when it is gone
+            # The inputs go down the child's stdin, which it reads only after the student's cells have run:
+            # nothing on its disk tells the student's code at cell time what the probes will ask.
+            threading.Thread(target=_feed, args=(proc.stdin, encode(inputs)), daemon=True).start()
             return self._finish(proc, start, box, plan, uid, reader)
         finally:
             if reader.is_alive():
@@ -248,14 +270,16 @@ class ScoringJail:
             os.close(read_end)  # only now: the reader thread is done with it
             shutil.rmtree(box, ignore_errors=True)
 
-    def _prepare(self, box: Path, plan: dict, inputs, folder, skip, packages, uid, channel_fd: int, hide) -> dict:
+    def _prepare(self, box: Path, plan: dict, inputs, folder, skip, packages, uid, channel_fd: int, hide,
+                 withheld) -> dict:
         os.chmod(box, 0o711)
         for name in ("io", "work"):
             (box / name).mkdir()
         _copy_lib(box / "lib", packages)
+        stub_references(box / "lib", plan.get("tripwires", ()))
+        withhold(box / "lib", withheld)
         _copy_files(folder, skip, box / "work")
         _seed_font_cache(box / "work" / ".config" / "matplotlib")
-        np.savez(box / "io" / "inputs.npz", **inputs)
         lim = self.limits
         plan = {**plan, "work": str(box / "work"), "uid": uid, "gid": uid, "channel_fd": channel_fd,
                 "limits": lim.rlimits(uid is not None), "cell_s": lim.cell_s, "probe_s": lim.probe_s,
@@ -293,7 +317,7 @@ class ScoringJail:
         if self.caps.jail:
             cmd = [shutil.which("unshare"), *NAMESPACES, *cmd]
         with open(box / "stdout.log", "wb") as out, open(box / "stderr.log", "wb") as err:
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=box / "io",
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=box / "io",
                                     env=self._environment(box), start_new_session=True, pass_fds=(write_end,))
 
     def _finish(self, proc: subprocess.Popen, start: float, box: Path, plan: dict, uid: int | None,

@@ -101,6 +101,23 @@ def finite(weight: float, key: str, *, cases: Iterable[str], hint: str, nonzero:
     return Check(weight, run)
 
 
+def varies(key: str, *, cases: Iterable[str], hint: str, rtol: float = 1e-6) -> Check:
+    """Output ``key`` is finite on every case and not the same on all of them (for a gate: a constant, an
+    infinity or a NaN does not depend on its inputs). Weightless: use it as an exercise's ``gate``."""
+    cases = tuple(cases)
+
+    def run(ev: Evidence) -> str | None:
+        values = [ev.get(c, key) for c in cases]
+        if not all(v.size and np.all(np.isfinite(v)) for v in values):
+            return hint
+        first = values[0]
+        if all(v.shape == first.shape and np.allclose(v, first, rtol=rtol, atol=0) for v in values[1:]):
+            return hint
+        return None
+
+    return Check(0.0, run)
+
+
 def all_pass(*parts: Check) -> Callable[[Evidence], str | None]:
     """Combine checks into one predicate: the first failure's message, or None (use with :func:`holds`)."""
 

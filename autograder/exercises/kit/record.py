@@ -61,6 +61,7 @@ class Exercise:
     probe: Callable[[Callable, Arrays], Arrays]
     checks: list[Check] = field(default_factory=list)
     forbidden: tuple[str, ...] = ()  # dotted names of labkit references, e.g. "labkit.losses.vae_loss"
+    gate: Check | None = None  # an answer that fails it earns nothing: it must depend on its inputs as the task does
     solutions: tuple[Example, ...] = ()  # correct answers besides the source notebook's (share 1)
     mistakes: tuple[Example, ...] = ()  # classic mistakes: exact share and message
     hostile: tuple[Example, ...] = ()  # answers that try to cheat: at most their share
