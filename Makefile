@@ -35,11 +35,13 @@ release: setup
 # 2-core CPU, minutes on a GPU. `python -m labkit.pretrained train simclr` retrains one.
 pretrained: setup
 	$(PY) -m labkit.pretrained train all
-	$(PY) -m labkit.pretrained table
+	$(PY) -m labkit.pretrained table --write README.md
 
-# Unit and grading tests, then every source notebook executed by nbval at the `ci` scale, offline.
+# Unit and grading tests, then every source notebook executed by nbval at the `ci` scale, offline;
+# then the examples in labkit's docstrings (doctest, labkit only: importing it does no work).
 test: setup
 	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest tests labs/source --nbval-lax
+	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest --doctest-modules labkit
 
 bench: setup
 	$(PY) benchmarks/bench_contrastive_loss.py

@@ -3,8 +3,9 @@
 Notebooks call module-qualified names, e.g. ``losses.contrastive_loss`` or
 ``rsm.compute_rsm``. Importing labkit does no work: call ``labkit.setup()``.
 """
-from . import augment, config, evaluation, losses, models, plots, rsm, training
+from . import augment, config, evaluation, images, losses, models, plots, rsm, training
 from .runtime import get_device, setup
 
-__all__ = ["augment", "config", "evaluation", "losses", "models", "plots", "rsm", "training", "setup", "get_device"]
+__all__ = ["augment", "config", "evaluation", "images", "losses", "models", "plots", "rsm", "training", "setup",
+           "get_device"]
 __version__ = "0.1.0"

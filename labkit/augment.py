@@ -14,7 +14,7 @@ smaller than float32); each step slices a batch by index and converts only
 that batch:
 
 >>> images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8)  # .cuda() in the labs
->>> x = to_float(images[:256])                      # (B, C, H, W) float in [0, 1]
+>>> x = to_float(images[:256], max_value=255)       # (B, C, H, W) float in [0, 1], no device sync
 >>> x1, x2 = two_views(x, simclr_augment(32))
 >>> x1.shape
 torch.Size([256, 3, 32, 32])
@@ -34,24 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .images import to_float  # noqa: F401  (labkit's one uint8 -> float converter, also reached as augment.to_float)
+
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
-
-
-def to_float(images: torch.Tensor, max_value: float = 255.0, channels_last: bool = False,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images -> float (B, C, H, W) in [0, 1], on the same device.
-
-    Takes (B, H, W) (adds C = 1), (B, C, H, W), or (B, H, W, C) with
-    ``channels_last=True`` (CIFAR-10's ``.data``). ``max_value`` maps to 1:
-    255 for photos and MNIST, 1 for dSprites (rendered as {0, 1}).
-    """
-    if images.ndim == 3:
-        images = images.unsqueeze(1)                         # (B, 1, H, W)
-    elif images.ndim == 4 and channels_last:
-        images = images.permute(0, 3, 1, 2)                  # (B, H, W, C) -> (B, C, H, W)
-    if images.ndim != 4:
-        raise ValueError(f"to_float expects (B, H, W) or (B, C, H, W) images, got shape {tuple(images.shape)}")
-    return images.to(dtype, memory_format=torch.contiguous_format) / max_value
 
 
 # ---------------------------------------------------------------- helpers
@@ -60,7 +45,8 @@ def _check(x):
     if not (torch.is_tensor(x) and x.is_floating_point() and x.ndim == 4 and x.shape[1] in (1, 3)):
         got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"augment expects a float batch (B, C, H, W), C = 1 or 3, values in [0, 1]; got {got}. "
-                         "Convert uint8 images with augment.to_float(images).")
+                         "Convert uint8 or bool images with labkit.images.to_float(images), which maps 0..255 "
+                         "to [0, 1] and keeps binary 0/1 images (dSprites) at 0/1.")
 
 
 def _uniform(lo, hi, shape, x, generator):

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from . import augment, evaluation, models, plots, rsm, training  # noqa: E402
-from .datasets import dsprites  # noqa: E402
-from .runtime import setup  # noqa: E402
+from . import augment, evaluation, models, plots, rsm, training
+from .datasets import dsprites
+from .runtime import setup
 
 
 def train_encoders(data, train_sampler, test_sampler, epochs: int, device, seed: int) -> tuple[dict, dict]:
@@ -61,6 +59,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    matplotlib.use("Agg")  # figures go to files; here, not at import, so importing the demo changes nothing
     device = setup(args.seed)
     start = time.perf_counter()
     data = dsprites.DSprites.generate(args.num_images, seed=args.seed)

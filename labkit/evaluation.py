@@ -6,24 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .images import image_scale, to_float  # noqa: F401  (also reached as evaluation.to_float in the notebooks)
 from .runtime import get_device
-
-
-def image_scale(images: torch.Tensor) -> float:
-    """255 for uint8 images in 0..255; 1 for binary uint8 images (dSprites, stored as 0/1) and floats.
-
-    Checked once per call on a whole dataset, never per batch.
-    """
-    if images.dtype == torch.uint8 and int(images.max()) > 1:
-        return 255.0
-    return 1.0
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (0..255, or binary 0/1 like dSprites) or floats -> float images in [0, 1], with a channel axis."""
-    if images.dim() == 3:  # (N, H, W) -> (N, 1, H, W)
-        images = images.unsqueeze(1)
-    return images.float() / image_scale(images) if images.dtype == torch.uint8 else images.float()
 
 
 @torch.no_grad()
@@ -38,12 +22,10 @@ def predict(model, images: torch.Tensor, batch_size: int = 1000, device=None) ->
     if is_module:
         was_training = model.training
         model.to(device).eval()
-    scale = image_scale(images)
+    scale = image_scale(images)  # once for all batches
     outs = []
     for batch in images.split(batch_size):
-        x = batch.to(device)
-        x = (x.unsqueeze(1) if x.dim() == 3 else x).float() / scale
-        outs.append(model(x).float())
+        outs.append(model(to_float(batch.to(device), scale)).float())
     if is_module:
         model.train(was_training)
     return torch.cat(outs)

@@ -8,19 +8,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .images import to_float
+
 
 def _numpy(x) -> np.ndarray:
     return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def show_images(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.5, suptitle: str | None = None):
-    """A grid of images: (N, H, W), (N, 1, H, W) or (N, 3, H, W), uint8 or float. Returns the figure."""
-    images = _numpy(images)
-    if images.ndim == 4:
-        images = images.transpose(0, 2, 3, 1)  # (N, H, W, C)
-        images = images[..., 0] if images.shape[-1] == 1 else images
-    if images.max() > 1:
-        images = images / 255.0
+    """A grid of images: (N, H, W), (N, 1, H, W) or (N, 3, H, W); uint8 (0..255 or binary 0/1), bool, or
+    float in [0, 1] (tensors or arrays; converted by :func:`labkit.images.to_float`). Returns the figure."""
+    images = _numpy(to_float(torch.as_tensor(images)))       # (N, C, H, W) in [0, 1]
+    images = images.transpose(0, 2, 3, 1)                    # (N, H, W, C)
+    images = images[..., 0] if images.shape[-1] == 1 else images
     n = len(images)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, min(n, ncols), figsize=(size * min(n, ncols), size * nrows + 0.3), squeeze=False)

@@ -17,7 +17,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import config, losses
-from .evaluation import FeaturesOf, extract_features, image_scale, predict
+from .evaluation import FeaturesOf, extract_features, predict
+from .images import image_scale, to_float
 from .runtime import get_device
 
 
@@ -52,9 +53,9 @@ def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int 
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches
     device, images = _prepare(model, images, device)
-    scale = image_scale(images)
+    scale = image_scale(images)  # once for all batches
     for batch in images.split(batch_size):
-        model(batch.float() / scale)
+        model(to_float(batch, scale))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()
@@ -79,8 +80,9 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
 
     Args:
         params: the parameters to optimize.
-        step: ``step(x, *rest) -> loss``; x is the batch of ``data[0]`` as float
-            (uint8 images are scaled to [0, 1]), ``rest`` the same rows of the other tensors.
+        step: ``step(x, *rest) -> loss``; x is the batch of ``data[0]``, uint8 images converted by
+            :func:`labkit.images.to_float` (0..255 or binary 0/1 -> [0, 1], (B, H, W) -> (B, 1, H, W)),
+            anything else as it is; ``rest`` the same rows of the other tensors.
         data: tensors with the same first dimension, already on the training device.
         after_step: called as ``after_step(step_index, total_steps)`` after each update (BYOL's EMA).
         mixed_precision: run ``step`` under bf16 autocast on CUDA (ignored elsewhere). Only for
@@ -92,7 +94,7 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
     """
     images, *rest = data
     device = images.device
-    scale = image_scale(images)
+    scale = image_scale(images) if images.dtype == torch.uint8 else 1.0  # once for all batches
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
     optimizer = torch.optim.Adam(list(params), lr=lr, weight_decay=weight_decay)
     total = num_epochs * max(1, len(images) // batch_size)  # steps; matches _batches
@@ -106,7 +108,7 @@ def fit(params, step: Callable[..., torch.Tensor], data: Sequence[torch.Tensor],
     for epoch in bar:
         epoch_losses = []
         for idx in _batches(len(images), batch_size, generator, device):
-            x = images[idx].float() / scale if images.dtype == torch.uint8 else images[idx]
+            x = to_float(images[idx], scale) if images.dtype == torch.uint8 else images[idx]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = step(x, *(t[idx] for t in rest))
             optimizer.zero_grad(set_to_none=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images import to_float
+
 LATENT_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 SHAPE_NAMES = ("square", "ellipse", "heart")
 LATENT_SIZES = (3, 6, 40, 32, 32)
@@ -175,7 +177,7 @@ class DSprites(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        return self.images[i].unsqueeze(0).float(), self.latents_classes[i, 0]
+        return to_float(self.images[i].unsqueeze(0), max_value=1)[0], self.latents_classes[i, 0]  # (1, 64, 64)
 
     def __repr__(self) -> str:
         return f"DSprites({len(self)} images, {self.source}, on {self.images.device})"
