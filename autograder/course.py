@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbconvert.exporters import NotebookExporter
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from traitlets import Bool
 from traitlets.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,16 +59,34 @@ def use_venv_path() -> None:
         nbgrader.api.get_alembic_version = functools.lru_cache(maxsize=1)(nbgrader.api.get_alembic_version)
 
 
+# nbconvert's classic template (the feedback page, the formgrader's view of a submission) shows a
+# figure at its pixel size: a row of ten images (1,500 px) ran off the right edge of the page.
+# Scaled down to the column instead, as JupyterLab does.
+FIT_FIGURES_CSS = "div.output_subarea img { max-width: 100%; height: auto; }"
+
+
+class FitFigures(CSSHTMLHeaderPreprocessor):
+    """nbconvert's inlined CSS (code highlighting) plus :data:`FIT_FIGURES_CSS`. It replaces what
+    nbconvert's own CSS preprocessor wrote, so it runs after it or in its place."""
+
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb, resources):
+        nb, resources = super().preprocess(nb, resources)
+        resources["inlining"]["css"].append(FIT_FIGURES_CSS)
+        return nb, resources
+
+
 class JudgeOnly(NotebookExporter):
     """The exporter nbgrader's Autograde and GenerateFeedback get in a course directory: it refuses
     before they touch anything, naming the command to use instead (see :func:`configure_nbgrader_commands`)."""
 
     def __init__(self, *args, parent=None, **kwargs):
+        from nbgrader.converters import GenerateFeedback
+
         coursedir = getattr(parent, "coursedir", None)
         lab = getattr(coursedir, "assignment_id", "") or "<lab>"
         root = getattr(coursedir, "root", "") or "<course-dir>"
-        from nbgrader.converters import GenerateFeedback
-
         if isinstance(parent, GenerateFeedback):
             raise CourseError(
                 f"Feedback for this course comes from `python -m autograder feedback {lab} --course-dir {root}` "
@@ -86,11 +106,14 @@ def configure_nbgrader_commands(c: Config) -> None:
       creates a gradebook (JupyterLab started as ``.venv/bin/jupyter lab`` lacks it: error 500 and
       a half-made gradebook);
     - Autograde and GenerateFeedback (the formgrader's buttons) refuse with the command to run:
-      scores come from the judge, feedback from :mod:`autograder.feedback`.
+      scores come from the judge, feedback from :mod:`autograder.feedback`;
+    - the formgrader's view of a submission fits wide figures to the page (:class:`FitFigures`).
     """
     use_venv_path()
     c.Autograde.exporter_class = JudgeOnly
     c.GenerateFeedback.exporter_class = JudgeOnly
+    c.HTMLExporter.preprocessors = [FitFigures]
+    c.CSSHTMLHeaderPreprocessor.enabled = False  # the template's own would run after it, dropping the extra CSS
 
 
 @dataclass(frozen=True)

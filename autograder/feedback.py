@@ -18,12 +18,9 @@ from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 from traitlets import Unicode
 
-from .course import Course, CourseError, run_nbgrader
+from .course import Course, CourseError, FitFigures, run_nbgrader
 
 MAX_OUTPUT_CHARS = 20_000  # per output; nbgrader's LimitOutput already caps the number of lines
-# nbconvert's classic template shows a figure at its pixel size: a row of ten images (1,500 px)
-# ran off the right edge of the page. Scaled down to the column instead, as JupyterLab does.
-FIGURES_FIT_CSS = "div.output_subarea img { max-width: 100%; height: auto; }"
 
 
 def is_test_cell(cell) -> bool:
@@ -124,7 +121,7 @@ def feedback(course: Course, lab: str, *, student: str | None = None, out=print)
     if not graded:
         raise CourseError(f"nothing autograded for {lab} in {course.root}; run `python -m autograder autograde {lab}` first")
     config = course.config()
-    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, FeedbackCSS]
+    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, FitFigures]
     run_nbgrader(GenerateFeedback, config, assignment=lab, student=student or "*", force=True)
     paths = [course.path("feedback", lab, s) / f"{lab}.html" for s in ([student] if student else graded)]
     out(f"[feedback] {lab}: {len(paths)} HTML file(s) under {course.root / 'feedback'}")
@@ -149,12 +146,3 @@ class HideHiddenTests(NbGraderPreprocessor):
                 kept.append(line)
         cell.source = "\n".join(kept)
         return cell, resources
-
-
-class FeedbackCSS(NbGraderPreprocessor):
-    """Append :data:`FIGURES_FIT_CSS` to the page's inlined CSS (nbconvert's own preprocessor, which
-    the HTML exporter runs first, puts the code highlighting there)."""
-
-    def preprocess(self, nb, resources):
-        resources.setdefault("inlining", {}).setdefault("css", []).append(FIGURES_FIT_CSS)
-        return nb, resources

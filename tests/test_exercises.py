@@ -147,3 +147,52 @@ def test_no_degenerate_answer_earns_anything(lab, exercise):
         for seed in range(1 if exercise.grade_id in SLOW else 3):
             score, notes = examples.grade_in_process(exercise, _degenerate(kind), seed=seed)
             assert score == 0.0, (kind, seed, notes)
+
+
+def test_a_shipped_encoder_returned_as_trained_earns_nothing():
+    """Pre-made results: the shipped supervised encoder (whose file a submission could carry) with its accuracy."""
+    from labkit import pretrained
+
+    exercise = exercises.load("lab4_representations")["supervised_encoder_test"]
+    score, notes = examples.grade_in_process(
+        exercise, lambda *args, **kwargs: (pretrained.load_encoder("supervised", device="cpu"), 97.5), seed=0)
+    assert score == 0.0 and "shipped 'supervised' encoder" in notes[0], notes
+
+
+def test_the_stubs_leave_no_reference_to_call(tmp_path):
+    """In the scoring child's copy of labkit, each forbidden reference raises however it is reached."""
+    import shutil
+    import subprocess
+    import sys
+
+    import labkit
+    from autograder.judge.stubs import stub_references
+
+    lib = tmp_path / "lib"
+    shutil.copytree(Path(labkit.__file__).parent, lib / "labkit", ignore=shutil.ignore_patterns("*.pt"))
+    forbidden = sorted({ref for _, ex in EXERCISES for ref in ex.forbidden})
+    assert stub_references(lib, forbidden) == []
+    probe = f"""
+import copy, importlib, inspect, sys
+sys.path.insert(0, {str(lib)!r})
+failures = []
+for reference in {forbidden!r}:
+    module_name, _, name = reference.rpartition(".")
+    module = importlib.import_module(module_name)
+    ways = [getattr(module, name), inspect.unwrap(getattr(module, name))]
+    scope = {{"__name__": module.__name__, "__package__": module.__package__, "__file__": module.__file__}}
+    exec(compile(open(module.__file__).read(), module.__file__, "exec"), scope)  # its own source file
+    ways.append(scope[name])
+    ways.append(getattr(importlib.reload(module), name))
+    for way in ways:
+        try:
+            way(*[None] * 4) if not isinstance(way, type) else way()
+            failures.append(reference)
+        except RuntimeError as err:
+            assert "is not available while your notebook is graded" in str(err)
+        except TypeError:
+            pass  # a stub with fewer parameters: it still cannot compute anything
+print(failures)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]

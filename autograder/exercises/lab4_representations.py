@@ -301,10 +301,21 @@ def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
 # ---------------------------------------------------------------------------- shared: seeded data and encoders
 
 def _dsprites(args):
-    """The generated dSprites of a case and its seeded 80/20 split (the same in child and parent)."""
+    """The generated dSprites of a case and its seeded 80/20 split (the same in child and parent).
+
+    With ``noise`` in the case, that fraction of the shape labels is redrawn at random (seeded): a fresh task
+    whose accuracy nobody can know without training on it.
+    """
     from labkit.checks.fixtures import small_dsprites
 
-    return small_dsprites(int(args["num_images"]), int(args["seed"]))
+    data, train, test = small_dsprites(int(args["num_images"]), int(args["seed"]))
+    if "noise" in args:
+        g = torch.Generator().manual_seed(int(args["seed"]) + 1)
+        redraw = torch.rand(len(data), generator=g) < float(args["noise"])
+        shapes = data.latents_classes[:, 0].clone()
+        shapes[redraw] = torch.randint(0, 3, (int(redraw.sum()),), generator=g, dtype=shapes.dtype)
+        data.latents_classes[:, 0] = shapes
+    return data, train, test
 
 
 def _encoder(images, seed: int):
@@ -389,11 +400,47 @@ def _supervised_probe(ev):
             "its classifier (freeze_features=False) and return that encoder")
 
 
+def _heldout_fit(features, data, train, test) -> float:
+    """Test accuracy (%) of a logistic regression fitted on the training images' features: measured by the judge."""
+    from labkit.evaluation import linear_probe
+
+    labels, tr, te = data.latents_classes[:, 0].numpy(), np.asarray(train.indices), np.asarray(test.indices)
+    return linear_probe(features[tr], labels[tr], features[te], labels[te])
+
+
+ACCURACY_TOLERANCE = 15.0  # points between the returned test accuracy and the judge's own measurement (seen: <= 3)
+
+
 def _supervised_accuracy(ev):
     acc = float(ev.get("small", "test_acc"))
-    if 20.0 <= acc <= 100.0:  # a percentage; on 160 test images a short run scatters around 35-55
+    f = ev.get("small", "features")
+    data, train, test = _dsprites(ev.inputs["small"])
+    if not 0.0 <= acc <= 100.0 or f.shape[0] != len(data):
+        return f"test_acc should be the classifier's test accuracy in percent (0-100, chance is 33); got {acc:.3g}"
+    measured = _heldout_fit(f, data, train, test)
+    if abs(acc - measured) <= ACCURACY_TOLERANCE:
         return None
-    return f"test_acc should be the classifier's test accuracy in percent (0-100, chance is 33); got {acc:.3g}"
+    return (f"test_acc {acc:.1f}% is not what the returned encoder gives: a linear classifier on its features reaches "
+            f"{measured:.0f}% on the test images; return the accuracy of the classifier you trained")
+
+
+def _not_shipped(ev):
+    """The returned encoder is not one of labkit's shipped encoders (their files are withheld from the child, but a
+    copy could come with the submission)."""
+    from labkit import pretrained
+
+    f = ev.get("small", "features")
+    data, *_ = _dsprites(ev.inputs["small"])
+    if f.shape != (len(data), 84) or not np.all(np.isfinite(f)):
+        return f"the encoder should map each image to 84 finite features; got {kit.describe_shape(f)}"
+    for name in pretrained.NAMES:
+        try:
+            shipped = _features(pretrained.load_encoder(name, device="cpu"), data.images)
+        except Exception:  # a missing file: nothing to compare with
+            continue
+        if np.corrcoef(shipped.ravel(), f.ravel())[0, 1] > 0.99:
+            return f"the returned encoder is labkit's shipped '{name}' encoder, not one trained here"
+    return None
 
 
 SUPERVISED = Exercise(
@@ -404,12 +451,24 @@ SUPERVISED = Exercise(
     checks=[kit.holds(0.5, _supervised_shape), kit.holds(1.0, _supervised_probe),
             kit.holds(0.5, _supervised_accuracy)],
     forbidden=("labkit.pretrained.load_encoder", "labkit.pretrained._state"),
+    gate=kit.holds(0, kit.all_pass(kit.holds(0, _not_shipped), kit.holds(0, _supervised_probe))),
     mistakes=(
         Example("an untrained encoder and a made-up accuracy", """\
 def train_supervised_encoder(dataset, train_sampler, test_sampler, num_epochs=10, batch_size=1000):
     # Mistake: the encoder is never trained.
     return models.DSpritesEncoder().eval(), 90.0
-""", share=0.5, message="no better than an untrained"),
+""", share=0.0, message="no better than an untrained"),
+    ),
+    hostile=(
+        Example("labkit's shipped supervised encoder, loaded from a copy of its file", """\
+def train_supervised_encoder(dataset, train_sampler, test_sampler, num_epochs=10, batch_size=1000):
+    import glob, os, torch
+    encoder = models.DSpritesEncoder()
+    for path in glob.glob("**/supervised.pt", recursive=True) + glob.glob(os.path.dirname(pretrained.__file__) + "/../weights/supervised.pt"):
+        encoder.load_state_dict(torch.load(path, map_location="cpu"))
+        break
+    return encoder.eval(), 97.5
+""", share=0.0),
     ),
 )
 
@@ -500,7 +559,7 @@ def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):
 
 def probe_cases(rng: np.random.Generator):
     return {"frozen": {"seed": np.array(int(rng.integers(1000))), "num_images": np.array(3000),
-                       "num_epochs": np.array(40)}}
+                       "num_epochs": np.array(40), "noise": np.array(rng.uniform(0.1, 0.6))}}
 
 
 def probe_probe(train_and_plot_probe, args):
@@ -560,6 +619,17 @@ PROBE = Exercise(
     probe=probe_probe,
     checks=[kit.holds(0.75, _probe_frozen), kit.holds(0.5, _probe_curve), kit.holds(0.75, _probe_accuracy)],
     forbidden=(),
+    gate=kit.holds(0, _probe_accuracy),  # a made-up accuracy and a drawn curve earn nothing
+    hostile=(
+        Example("a plausible accuracy and a drawn falling curve, without training", """\
+def train_and_plot_probe(encoder, dataset, train_sampler, test_sampler, num_epochs=10, title="", ax=None):
+    import numpy as np
+    if ax is None:
+        ax = plt.subplots()[1]
+    ax.plot(1.1 * np.exp(-np.arange(num_epochs * 3) / 30) + 0.3)
+    return 45.0, ax
+""", share=0.0),
+    ),
     mistakes=(
         Example("no loss curve", """\
 def train_and_plot_probe(encoder, dataset, train_sampler, test_sampler, num_epochs=10, title="", ax=None):
