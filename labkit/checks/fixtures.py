@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..images import to_float
+
 
 def small_dsprites(num_images: int, seed: int):
     """``(data, train_sampler, test_sampler)``: ``num_images`` generated dSprites and their seeded 80/20 split."""
@@ -29,7 +31,7 @@ def calibrated_encoder(images: torch.Tensor, seed: int):
 def features(encoder, images: torch.Tensor) -> np.ndarray:
     """The encoder's features (N, 84) of dSprites ``images`` (N, 64, 64), as float64 numpy, without gradients."""
     with torch.no_grad():
-        return encoder.get_features(images.unsqueeze(1).float()).double().numpy()
+        return encoder.get_features(to_float(images, max_value=1)).double().numpy()  # binary dSprites
 
 
 def shape_fit(features: np.ndarray, data, indices) -> float:

@@ -7,6 +7,7 @@ import math
 import torch
 
 from .. import losses, rsm
+from ..images import to_float
 from .common import as_tensor, assert_close, generator
 from .fixtures import calibrated_encoder, features, shape_fit, small_dsprites
 
@@ -60,7 +61,7 @@ def check_supervised_encoder(train_supervised_encoder, thorough: bool = False) -
     if not hasattr(encoder, "get_features"):
         raise AssertionError("the encoder should be a labkit DSpritesEncoder (it has get_features).")
     with torch.no_grad():
-        feats = encoder.eval().get_features(data.images[:5].unsqueeze(1).float().to(next(encoder.parameters()).device))
+        feats = encoder.eval().get_features(to_float(data.images[:5], max_value=1).to(next(encoder.parameters()).device))
     if tuple(feats.shape) != (5, 84):
         raise AssertionError(f"the encoder's features should be (5, 84) for 5 images; got {tuple(feats.shape)}.")
     if not 0.0 <= float(test_acc) <= 100.0:
@@ -81,7 +82,7 @@ def check_model_rsms(plot_model_rsms, thorough: bool = False) -> None:
 
     seed = int(generator(thorough).initial_seed()) % 1000
     data, *_ = small_dsprites(40, seed)
-    images = data.images.unsqueeze(1).float()
+    images = to_float(data.images, max_value=1)
     encoders = {"A": calibrated_encoder(data.images, seed), "B": calibrated_encoder(data.images, seed + 1)}
     latent = torch.rand(len(images), generator=torch.Generator().manual_seed(seed))  # no ties: one sorted order
     axes = plot_model_rsms(encoders, images, latent, latent_name="a made-up latent")
