@@ -242,31 +242,37 @@ def _points(lab: str) -> dict[str, float]:
     return read_source(Labs().source(lab)).tests
 
 
+def _example(ex, which: str):
+    """The exercise's demo mistake (``"mistakes"``), its i-th hostile example (``"hostile_<i>"``), or None."""
+    if which == "mistakes":
+        return ex.demo_mistake
+    i = int(which.rpartition("_")[2])
+    return ex.hostile[i] if i < len(ex.hostile) else None
+
+
 def _expected(lab: str, which: str) -> dict[str, float]:
-    """Each test cell's points times the share of the exercise's demo mistake (mistakes) or of its first hostile
-    example (hostile_examples); full points where there is none."""
+    """Each test cell's points times the share of the exercise's example ``which``; full points where there is
+    none (for a hostile example the share is the most it may get)."""
     from autograder import exercises
 
     graded = exercises.load(lab)
-    expected = {}
-    for gid, points in _points(lab).items():
-        ex = graded[gid]
-        example = ex.demo_mistake if which == "mistakes" else (ex.hostile[0] if ex.hostile else None)
-        expected[gid] = points * (example.share if example else 1.0)
-    return expected
+    return {gid: points * (example.share if (example := _example(graded[gid], which)) else 1.0)
+            for gid, points in _points(lab).items()}
 
 
-def _hostile_cells(lab: str) -> dict[str, str]:
+def _hostile_students(lab: str) -> dict[str, dict[str, str]]:
+    """``{"hostile_<i>": {solution cell: code}}``: student i answers each exercise with its i-th hostile example."""
     from autograder import exercises
     from autograder.exercises.kit.examples import solution_cell_of
 
-    source = Labs().source(lab)
-    return {solution_cell_of(ex, source): ex.hostile[0].code for ex in exercises.load(lab).values() if ex.hostile}
+    source, graded = Labs().source(lab), list(exercises.load(lab).values())
+    return {f"hostile_{i}": {solution_cell_of(ex, source): ex.hostile[i].code for ex in graded if i < len(ex.hostile)}
+            for i in range(max((len(ex.hostile) for ex in graded), default=0))}
 
 
 def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:
-    """A course with the demo's students for ``lab`` (perfect, untouched, mistakes, optionally the forger) and one
-    who answers with each exercise's first hostile example, autograded by the real judge and given feedback."""
+    """A course with the demo's students for ``lab`` (perfect, untouched, mistakes, optionally the forger) and the
+    hostile students of its exercises' examples, autograded by the real judge and given feedback."""
     labs = Labs()
     if lab not in labs.names() or _real_judge() is None:
         pytest.skip(f"needs labs/source/{lab}/{lab}.ipynb and autograder.judge")
@@ -280,7 +286,8 @@ def _demo_course(tmp_path_factory, lab: str, forger: bool) -> Course:
     mistakes = mistake_submissions(labs, lab)
     assert "mistakes" in mistakes, f"no exercise of autograder/exercises/{lab}.py has a demo mistake"
     submit(course, lab, "mistakes", with_cells(good, mistakes["mistakes"]))
-    submit(course, lab, "hostile_examples", with_cells(good, _hostile_cells(lab)))
+    for student, cells in _hostile_students(lab).items():
+        submit(course, lab, student, with_cells(good, cells))
     log: list[str] = []
     autograde(course, lab, judge=_real_judge(), execute=False, out=log.append)
     feedback(course, lab, out=log.append)
@@ -307,7 +314,8 @@ def test_lab1_scores_from_the_real_judge(lab1):
     assert auto["untouched"] == dict.fromkeys(full, 0.0)
     assert auto["forger"] == dict.fromkeys(full, 0.0)
     assert auto["mistakes"] == pytest.approx(_expected(LAB1, "mistakes"), abs=0.01)
-    assert all(auto["hostile_examples"][gid] <= limit + 1e-9 for gid, limit in _expected(LAB1, "hostile").items())
+    for student in _hostile_students(LAB1):
+        assert all(auto[student][gid] <= limit + 1e-9 for gid, limit in _expected(LAB1, student).items()), student
 
 
 def test_lab1_feedback_hides_the_hidden_tests(lab1):
@@ -330,4 +338,5 @@ def test_lab4_scores_from_the_real_judge(lab4):
     assert auto["perfect"] == full
     assert auto["untouched"] == dict.fromkeys(full, 0.0)
     assert auto["mistakes"] == pytest.approx(_expected(LAB4, "mistakes"), abs=0.01)
-    assert all(auto["hostile_examples"][gid] <= limit + 1e-9 for gid, limit in _expected(LAB4, "hostile").items())
+    for student in _hostile_students(LAB4):
+        assert all(auto[student][gid] <= limit + 1e-9 for gid, limit in _expected(LAB4, student).items()), student

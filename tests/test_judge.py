@@ -393,3 +393,30 @@ def test_without_namespaces_or_root_it_still_grades_and_says_so(source, tmp_path
     assert processes_with(marker) == []  # found by the token in their environment
     _, isolation = judge_lab(LAB, tmp_path / "missing.ipynb", source=source, **LIMITS)
     assert "grader's own user" in isolation.user and "not root: (simulated)" in isolation.describe()
+
+
+def test_a_notebook_that_is_a_symlink_is_refused(source, tmp_path):
+    """A submitted notebook pointing at the course's source notebook (the solutions) is not read through."""
+    folder = tmp_path / "linker"
+    folder.mkdir()
+    (folder / f"{LAB}.ipynb").symlink_to(source)
+    linked = grade_with_correct(source, tmp_path, folder / f"{LAB}.ipynb")
+    assert scores(linked) == ZERO
+    assert "is a symbolic link" in messages(linked, "vae_loss_test")
+
+
+def test_the_result_format_is_bounded():
+    """A record that claims more than it holds, or more elements than allowed, ends the parse: nothing is allocated
+    for it (the old npz channel let overlapping zip entries exhaust the grader's memory)."""
+    import struct
+
+    import numpy as np
+
+    from autograder.judge.arrays import MAX_ELEMENTS, decode, encode
+
+    good = encode({"a:x": np.arange(3.0)})
+    lying = struct.pack("<H", 3) + b"a:y" + b"f" + struct.pack("<B", 2) + struct.pack("<2Q", 10**9, 10**9)
+    huge = struct.pack("<H", 3) + b"a:z" + b"f" + struct.pack("<B", 1) + struct.pack("<Q", MAX_ELEMENTS + 1)
+    for tail in (lying, huge + b"\0" * 64):
+        found = decode(good + tail)
+        assert list(found) == ["a:x"] and found["a:x"].tolist() == [0.0, 1.0, 2.0]

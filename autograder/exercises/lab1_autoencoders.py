@@ -121,6 +121,14 @@ from labkit import models
 def build_autoencoder():
     return models.MLPAutoencoder()
 """, share=0.0, message="uses labkit's reference labkit.models.MLPAutoencoder"),
+        Example("a copy of a labkit model built at cell time", """\
+import copy
+from labkit import models as _m
+_made = _m.MLPAutoencoder()
+
+def build_autoencoder():
+    return copy.deepcopy(_made)
+""", share=0.0),
     ),
 )
 
@@ -358,6 +366,67 @@ def vae_loss(*args):
         Example("the value of the visible example, hard-coded", """\
 def vae_loss(x_recon, x, mu, logvar):
     return torch.tensor(27.0321, requires_grad=True)
+""", share=0.0),
+        Example("the reference unwrapped from the tripwire (inspect.unwrap)", """\
+import inspect
+from labkit import losses as _l
+_ref = inspect.unwrap(_l.vae_loss)
+
+def vae_loss(x_recon, x, mu, logvar):
+    return _ref(x_recon, x, mu, logvar)
+""", share=0.0),
+        Example("the reference fished out of the tripwire's closure", """\
+from labkit import losses as _l
+_inner = _l.vae_loss
+while getattr(_inner, "__closure__", None):
+    _inner = next(c.cell_contents for c in _inner.__closure__ if callable(c.cell_contents))
+
+def vae_loss(x_recon, x, mu, logvar):
+    return _inner(x_recon, x, mu, logvar)
+""", share=0.0),
+        Example("the tripwires switched off, labkit imported afresh", """\
+import sys
+for _finder in list(sys.meta_path):
+    for _attribute in ("targets", "active", "calls"):
+        if hasattr(_finder, _attribute):
+            try:
+                setattr(_finder, _attribute, {} if _attribute != "active" else None)
+            except Exception:
+                pass
+sys.meta_path[:] = [f for f in sys.meta_path if not hasattr(f, "targets")]
+for _name in [m for m in sys.modules if m.startswith("labkit")]:
+    del sys.modules[_name]
+from labkit import losses as _fresh
+
+def vae_loss(x_recon, x, mu, logvar):
+    return _fresh.vae_loss(x_recon, x, mu, logvar)
+""", share=0.0),
+        Example("labkit's source file executed by hand", """\
+import labkit.losses as _l
+_scope = {"__name__": "labkit.losses", "__package__": "labkit", "__file__": _l.__file__}
+exec(compile(open(_l.__file__).read(), _l.__file__, "exec"), _scope)
+
+def vae_loss(x_recon, x, mu, logvar):
+    return _scope["vae_loss"](x_recon, x, mu, logvar)
+""", share=0.0),
+        Example("answers computed at cell time from the judge's inputs, replayed by input hash", """\
+import glob, hashlib
+import numpy as np
+from labkit import losses as _l
+_answers = {}
+for _path in glob.glob("../io/*") + glob.glob("*.npz") + glob.glob("/tmp/*"):
+    try:
+        with np.load(_path) as _data:
+            for _key in _data.files:
+                _answers[hashlib.sha1(_data[_key].tobytes()).hexdigest()] = _data[_key]
+    except Exception:
+        pass
+
+def vae_loss(x_recon, x, mu, logvar):
+    _key = hashlib.sha1(x_recon.detach().numpy().tobytes()).hexdigest()
+    if _key in _answers:
+        return torch.tensor(float(np.sum(_answers[_key])), requires_grad=True)
+    return (x_recon * 0).sum() + 1.0
 """, share=0.0),
     ),
 )
