@@ -548,7 +548,7 @@ def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):
     for ax, (title, encoder) in zip(axes, encoders.items()):
         with torch.no_grad():
             features = encoder.get_features(images)
-        plots.plot_rsm(rsm.compute_rsm(features), title=title, ax=ax)
+        plots.plot_rsm(custom_torch_RSM_fct(features), title=title, ax=ax)
     return axes
 """, share=0.25, message="not sorted", demo=True),
     ),

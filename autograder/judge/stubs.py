@@ -14,8 +14,8 @@ import ast
 from pathlib import Path
 from typing import Iterable
 
-MESSAGE = ("{reference} is not available while your notebook is graded: this lab asks you to write it yourself "
-           "(your own function is graded, and nothing of labkit's may stand in for it)")
+MESSAGE = ("{reference} is not available while your notebook is graded: this lab asks you to write it yourself; "
+           "call your own version instead (nothing of labkit's may stand in for a graded function)")
 
 
 def _module_file(lib: Path, module: str) -> Path | None:
