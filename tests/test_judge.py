@@ -117,15 +117,21 @@ def test_correct_gets_full_marks_and_stubs_get_zero(source, tmp_path):
     assert "NotImplementedError" in messages(stubs, "vae_loss_test")
 
 
-def test_classic_mistakes_get_exact_partial_credit_and_name_the_mistake(source, tmp_path):
-    """lab 1's declared mistakes of vae_loss and interpolate, in pairs, through the real judge."""
-    pairs = list(zip_longest(VAE.mistakes, INTERP.mistakes))
+def grade_pairs(source: Path, tmp_path: Path, vae_examples, interp_examples):
+    """lab 1's examples of vae_loss and interpolate, in pairs, each pair one submission graded by the real judge
+    (next to a correct one): [(verdicts, (vae example or None, interpolate example or None)), ...]."""
+    pairs = list(zip_longest(vae_examples, interp_examples))
     notebooks = [submit(tmp_path / f"s{i}", {cell: example.code for cell, example in
                                               (("vae_loss_solution", vae), ("interpolate_solution", interp)) if example})
                  for i, (vae, interp) in enumerate(pairs)]
     graded = grade_with_correct(source, tmp_path, *notebooks)
-    for verdicts, examples in zip(graded if len(pairs) > 1 else [graded], pairs):
-        for gid, example in zip(FULL, examples):
+    return [(verdicts, dict(zip(FULL, examples))) for verdicts, examples in zip(graded if len(pairs) > 1 else [graded],
+                                                                                 pairs)]
+
+
+def test_classic_mistakes_get_exact_partial_credit_and_name_the_mistake(source, tmp_path):
+    for verdicts, examples in grade_pairs(source, tmp_path, VAE.mistakes, INTERP.mistakes):
+        for gid, example in examples.items():
             if example is not None:
                 assert verdicts[gid].score == pytest.approx(FULL[gid] * example.share, abs=1e-3), example.label
                 assert example.message in messages(verdicts, gid), example.label
@@ -160,15 +166,10 @@ def test_suppressed_tracebacks_change_nothing(source, tmp_path):
 
 
 def test_hostile_examples_earn_at_most_their_share(source, tmp_path):
-    """lab 1's declared hostile answers of vae_loss and interpolate (delegation in disguise, hard-coded
-    answers), in pairs, through the real judge: the runtime tripwires and fresh inputs are in force here."""
-    pairs = list(zip_longest(VAE.hostile, INTERP.hostile))
-    notebooks = [submit(tmp_path / f"h{i}", {cell: example.code for cell, example in
-                                              (("vae_loss_solution", vae), ("interpolate_solution", interp)) if example})
-                 for i, (vae, interp) in enumerate(pairs)]
-    graded = grade_with_correct(source, tmp_path, *notebooks)
-    for verdicts, examples in zip(graded if len(pairs) > 1 else [graded], pairs):
-        for gid, example in zip(FULL, examples):
+    """lab 1's declared hostile answers of vae_loss and interpolate (delegation in disguise, hard-coded answers,
+    answers replayed from inputs read at cell time) through the real judge: stubs and fresh inputs in force."""
+    for verdicts, examples in grade_pairs(source, tmp_path, VAE.hostile, INTERP.hostile):
+        for gid, example in examples.items():
             if example is not None:
                 assert verdicts[gid].score <= FULL[gid] * example.share + 1e-9, example.label
                 assert example.message in messages(verdicts, gid), example.label
