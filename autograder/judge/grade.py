@@ -26,17 +26,17 @@ from .scoring_jail import ChildRun, Limits, ScoringJail
 
 def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *, module: str, source: Path | str,
                    packages: Sequence[str] = (), hide: Sequence[Path] = (), withheld: Sequence[str] = (),
-                   time_limit_s: float = 300,
-                   memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
+                   time_limit_s: float = 300, memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
     """Grade ``notebook``: a verdict per autograder test cell of ``source``, the instructor's notebook.
 
     ``exercises`` grade the test cells they name (by grade_id); the child imports
     ``module`` (and gets a copy of ``packages``, e.g. ``("labkit",)``) to find their
     probes. The points of each test cell come from ``source``, never from the
     submission. ``hide``: folders the child must not see should its bound folders
-    hold them. ``withheld``: glob patterns of files left out of the child's copy of ``packages``
-    (e.g. shipped weights); the references the exercises forbid are stubs there. Never raises for a bad submission: what could not be verified scores
-    zero, with a message.
+    hold them. ``withheld``: glob patterns of files left out of the child's copy of
+    ``packages`` (e.g. shipped weights); the references the exercises forbid are
+    stubs there. Never raises for a bad submission: what could not be verified
+    scores zero, with a message.
     """
     notebook, source = Path(notebook), Path(source)
     src = read_source(source)
