@@ -87,15 +87,18 @@ class JudgeOnly(NotebookExporter):
         coursedir = getattr(parent, "coursedir", None)
         lab = getattr(coursedir, "assignment_id", "") or "<lab>"
         root = getattr(coursedir, "root", "") or "<course-dir>"
+        # one short line each: the formgrader shows the message in a <pre> that does not wrap
         if isinstance(parent, GenerateFeedback):
             raise CourseError(
-                f"Feedback for this course comes from `python -m autograder feedback {lab} --course-dir {root}` "
-                "(judge's verdicts, manual grades, hidden tests blanked, figures fitted to the page); "
+                "\nFeedback for this course comes from\n"
+                f"    python -m autograder feedback {lab} --course-dir {root}\n"
+                "(the judge's verdicts, manual grades, hidden tests blanked, figures fitted to the page);\n"
                 "nbgrader's own Generate Feedback is switched off here.")
         raise CourseError(
-            f"This course is graded by the judge: run `python -m autograder autograde {lab} --course-dir {root}`. "
-            "nbgrader's own Autograde is switched off here: it would replace the judge's scores with the "
-            "kernel's test results, which student code can forge.")
+            "\nThis course is graded by the judge:\n"
+            f"    python -m autograder autograde {lab} --course-dir {root}\n"
+            "nbgrader's own Autograde is switched off here: it would replace the judge's scores\n"
+            "with the kernel's test results, which student code can forge.")
 
 
 def configure_nbgrader_commands(c: Config) -> None:

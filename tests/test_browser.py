@@ -295,6 +295,10 @@ def test_instructor_grades_in_the_formgrader(tmp_path, screenshots, graded_cours
                                "return m && /autograder autograde/.test(m.innerText) && m.innerText;",
                                timeout=120, what="the formgrader's answer to Autograde")
             assert "python -m autograder autograde" in message, message
+            wait_for(driver, "const m = document.querySelector('#error-modal');"  # faded in
+                     "return getComputedStyle(m).opacity === '1' && getComputedStyle(m.querySelector('.modal-dialog'))"
+                     ".transform.replace(/ /g, '') in {none: 1, 'matrix(1,0,0,1,0,0)': 1};", timeout=30,
+                     what="the dialog to show")
             shots.save(driver, "formgrader-autograde-refused")
             assert report_rows(course.root)["bob"]["score"] == before["bob"]["score"]
             assert (course.path("autograded", LAB, "bob") / f"{LAB}.ipynb").is_file()
