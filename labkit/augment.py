@@ -459,6 +459,25 @@ def mnist_cutout_rotate(degrees=15.0, erase_p=0.5, erase_scale=(0.02, 0.2)):
                     RandomErasing(p=erase_p, scale=erase_scale)])
 
 
+def cutout_and_rotate(x, size=9, fill=0.5, generator=None):
+    """Lab 2's MNIST view: a ``size`` x ``size`` square set to ``fill`` (mid-gray of [0, 1] images), then a
+    90-degree counter-clockwise turn (``torch.rot90(., 1, dims=(-2, -1))``). (B, C, H, W) -> (B, C, W, H).
+
+    The square's top-left corner is drawn per image, uniformly among the positions where the whole square fits
+    (rows and columns 0 .. H - size and 0 .. W - size), so every image and every call gets its own view.
+    """
+    _check(x)
+    B, _, H, W = x.shape
+    if size > min(H, W):
+        raise ValueError(f"cutout_and_rotate: a {size}x{size} square does not fit in {H}x{W} images")
+    top = torch.randint(0, H - size + 1, (B, 1, 1), device=x.device, generator=generator)
+    left = torch.randint(0, W - size + 1, (B, 1, 1), device=x.device, generator=generator)
+    rows = torch.arange(H, device=x.device).view(1, H, 1)
+    cols = torch.arange(W, device=x.device).view(1, 1, W)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)  # (B, H, W)
+    return torch.rot90(x.masked_fill(inside.unsqueeze(1), fill), 1, dims=(-2, -1))
+
+
 def crop_flip(size, padding=4):
     """Small-CIFAR augmentation (He et al. 2016, sec. 4.2): random crop of a zero-padded image, horizontal flip."""
     return Compose([RandomCrop(size, padding=padding), RandomHorizontalFlip(0.5)])

@@ -1,0 +1,466 @@
+"""Lab 2 (SimCLR), part 1 on MNIST: the cutout-and-rotate view, the InfoNCE logits and NT-Xent.
+
+References: ``labkit.augment.cutout_and_rotate`` (the view; graded by its properties, since its draws are
+random) and ``labkit.losses.contrastive_loss`` (NT-Xent). The seeds' bugs are the mistakes caught here
+(../shared/seeds/README.md): seed 001 draws ONE cutout position for the whole tensor and fills 255/2 whatever
+the data's scale; seed 000's ``nt_xent_loss`` takes each view's similarity with itself as the positive, leaves the
+true positive among the negatives and never normalizes the rows. NT-Xent's cases, probe and known-wrong variants
+are lab 4's (the same loss under another name).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import kit
+from .kit import Example, Exercise
+from .kit import tensor, to_numpy
+from .lab4_representations import (CONTRASTIVE_MISTAKES, contrastive_cases, contrastive_reference,
+                                   probe_contrastive)
+
+F32 = np.float32
+SQUARE, FILL = 9, 0.5
+
+
+# ---------------------------------------------------------------------------- cutout_and_rotate
+
+def cutout_cases(rng: np.random.Generator):
+    def images(n, side):
+        x = rng.uniform(0, 1, (n, 1, side, side))
+        x[np.abs(x - FILL) < 1e-3] += 0.01  # no pixel is mid-gray already: the square is visible exactly
+        return x.astype(F32)
+
+    return {"mnist": {"images": images(256, 28)}, "other_size": {"images": images(64, 24)}}
+
+
+def probe_cutout(cutout_and_rotate, args):
+    x = tensor(args["images"])
+    first = to_numpy(cutout_and_rotate(x.clone()), "the augmented images")
+    second = to_numpy(cutout_and_rotate(x.clone()), "the augmented images")
+    return {"first": first, "second": second}
+
+
+def _unturned(out: np.ndarray, turns: int) -> np.ndarray:
+    return np.rot90(out, -turns, axes=(-2, -1))
+
+
+def _squares(out: np.ndarray, x: np.ndarray, turns: int = 1, fill: float = FILL):
+    """Per image, the top-left corner of the one SQUARE x SQUARE patch of ``fill`` that turning ``out`` back by
+    ``turns`` quarter turns shows (everything else unchanged), or None: ``[(row, col) or None, ...]``."""
+    if out.shape[:2] != x.shape[:2] or out.shape[-2:] != x.shape[-1:-3:-1] or not np.all(np.isfinite(out)):
+        return [None] * len(x)
+    back = _unturned(out, turns)
+    if back.shape != x.shape:
+        return [None] * len(x)
+    found = []
+    for image, original in zip(back[:, 0], x[:, 0]):
+        changed = np.argwhere(np.abs(image - original) > 1e-6)
+        if len(changed) != SQUARE * SQUARE:
+            found.append(None)
+            continue
+        (r, c), (r2, c2) = changed.min(0), changed.max(0)
+        square = image[r:r + SQUARE, c:c + SQUARE]
+        ok = r2 - r == SQUARE - 1 and c2 - c == SQUARE - 1 and np.allclose(square, fill, atol=1e-6)
+        found.append((int(r), int(c)) if ok else None)
+    return found
+
+
+def _changed_corner(out: np.ndarray, x: np.ndarray):
+    """Per image, the top-left corner of the pixels that differ from the input after the best of the four
+    turns back (None when nothing changed): where a cutout was put, whatever its fill."""
+    best = None
+    for turns in range(4):
+        back = _unturned(out, turns) if out.ndim == 4 else out
+        if back.shape != x.shape:
+            continue
+        same = np.mean(np.abs(back - x) <= 1e-6)
+        if best is None or same > best[0]:
+            best = (same, back)
+    if best is None:
+        return [None] * len(x), 0.0
+    corners = []
+    for image, original in zip(best[1][:, 0], x[:, 0]):
+        changed = np.argwhere(~(np.abs(image - original) <= 1e-6))
+        corners.append(tuple(int(v) for v in changed.min(0)) if len(changed) else None)
+    return corners, float(best[0])
+
+
+def _cutout_pattern(case: str):
+    def run(ev):
+        x, out = ev.inputs[case]["images"].astype(np.float64), ev.get(case, "first")
+        side = x.shape[-1]
+        if _ok(_squares(out, x)):
+            return None
+        where = f" (on {side}x{side} images)" if case != "mnist" else ""
+        if out.shape != x.shape:
+            return f"the output should have the input's shape {tuple(x.shape)}; got {kit.describe_shape(out)}"
+        if _ok(_squares(out, x, turns=0)):
+            return "the square is there but the image is not rotated: turn it by 90 degrees, torch.rot90(x, 1, dims=(-2, -1))"
+        if _ok(_squares(out, x, turns=3)):
+            return "the image is rotated the other way: torch.rot90(x, 1, dims=(-2, -1)) turns it counter-clockwise"
+        if _ok(_squares(out, x, fill=255 / 2)):
+            return ("the square is filled with 255/2 = 127.5, mid-gray only for pixels in 0..255 (the seed's data); "
+                    "these images are in [0, 1], so mid-gray is 0.5")
+        if case != "mnist":
+            return (f"on {side}x{side} images the output is not the image with one whole 9x9 mid-gray square, "
+                    "rotated: draw positions from the images' own height and width, not from 28")
+        return ("each output should be its input with one whole 9x9 square set to 0.5 (mid-gray), then rotated by "
+                f"90 degrees counter-clockwise{where}")
+    return run
+
+
+def _ok(squares) -> bool:
+    return all(s is not None for s in squares)
+
+
+def _cutout_per_image(ev):
+    x, out = ev.inputs["mnist"]["images"].astype(np.float64), ev.get("mnist", "first")
+    corners, _ = _changed_corner(out, x)
+    distinct = len({c for c in corners if c is not None})
+    if distinct >= len(x) // 4:
+        return None
+    return (f"the {len(x)} images of one batch got only {distinct} cutout position(s): draw a position per image "
+            "(one torch.randint per image, or a (B,) tensor of positions), not one for the whole batch")
+
+
+def _cutout_per_call(ev):
+    x = ev.inputs["mnist"]["images"].astype(np.float64)
+    first, _ = _changed_corner(ev.get("mnist", "first"), x)
+    second, _ = _changed_corner(ev.get("mnist", "second"), x)
+    moved = np.mean([a is not None and b is not None and a != b for a, b in zip(first, second)])
+    if moved >= 0.5:
+        return None
+    return ("two calls on the same images put the squares in the same places: draw fresh positions on every call "
+            "(every training step sees new views)")
+
+
+def _cutout_gate(ev):
+    """The output is the input, turned, with a part of each image changed: not a constant, noise, or the input."""
+    x = ev.inputs["mnist"]["images"].astype(np.float64)
+    for key in ("first", "second"):
+        out = ev.get("mnist", key)
+        corners, agreement = _changed_corner(out, x)
+        if not np.all(np.isfinite(out)) or agreement < 0.5 or any(c is None for c in corners):
+            return "the output is not the input images with a patch of each one changed"
+    return None
+
+
+CUTOUT = Exercise(
+    grade_id="cutout_and_rotate_test",
+    function="cutout_and_rotate",
+    cases=cutout_cases,
+    probe=probe_cutout,
+    checks=[kit.holds(1.5, _cutout_pattern("mnist")), kit.holds(1.0, _cutout_per_image),
+            kit.holds(1.0, _cutout_per_call), kit.holds(0.5, _cutout_pattern("other_size"))],
+    forbidden=("labkit.augment.cutout_and_rotate",),
+    gate=kit.holds(0, _cutout_gate),
+    mistakes=(
+        Example("one cutout position for the whole batch (the seed's)", """\
+def cutout_and_rotate(images, generator=None):
+    # Mistake: one position is drawn for the whole batch, so every image loses the same square.
+    out = images.clone()
+    top = int(torch.randint(0, images.shape[-2] - 8, (1,), generator=generator))
+    left = int(torch.randint(0, images.shape[-1] - 8, (1,), generator=generator))
+    out[..., top:top + 9, left:left + 9] = 0.5
+    return torch.rot90(out, 1, dims=(-2, -1))
+""", share=3 / 4, message="only 1 cutout position", demo=True),
+        Example("filled with 255/2 on [0, 1] images", """\
+def cutout_and_rotate(images, generator=None):
+    # Mistake: the seed's fill, 255/2, on images in [0, 1].
+    B, _, H, W = images.shape
+    top = torch.randint(0, H - 8, (B, 1, 1), generator=generator)
+    left = torch.randint(0, W - 8, (B, 1, 1), generator=generator)
+    rows, cols = torch.arange(H).view(1, H, 1), torch.arange(W).view(1, 1, W)
+    inside = (rows >= top) & (rows < top + 9) & (cols >= left) & (cols < left + 9)
+    return torch.rot90(images.masked_fill(inside.unsqueeze(1), 255 / 2), 1, dims=(-2, -1))
+""", share=2 / 4, message="255/2"),
+        Example("no rotation", """\
+def cutout_and_rotate(images, generator=None):
+    # Mistake: the cutout is there, the rotation is not.
+    out = images.clone()
+    H, W = images.shape[-2:]
+    for i in range(len(images)):
+        top, left = torch.randint(0, H - 8, (2,), generator=generator).tolist()
+        out[i, :, top:top + 9, left:left + 9] = 0.5
+    return out
+""", share=2 / 4, message="not rotated"),
+    ),
+    solutions=(
+        Example("a loop over the images", """\
+def cutout_and_rotate(images, generator=None):
+    out = images.clone()
+    H, W = images.shape[-2:]
+    for i in range(len(images)):
+        top = int(torch.randint(0, H - 9 + 1, (1,), generator=generator))
+        left = int(torch.randint(0, W - 9 + 1, (1,), generator=generator))
+        out[i, :, top:top + 9, left:left + 9] = 0.5
+    return torch.rot90(out, 1, dims=(-2, -1))
+""", share=1.0),
+    ),
+    hostile=(
+        Example("labkit's reference", """\
+from labkit import augment
+
+def cutout_and_rotate(images, generator=None):
+    return augment.cutout_and_rotate(images, generator=generator)
+""", share=0.0, message="labkit.augment.cutout_and_rotate"),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- info_nce_logits
+
+def logits_cases(rng: np.random.Generator):
+    cases = contrastive_cases(rng)
+    return {name: cases[name] for name in ("n5", "n6")}
+
+
+def probe_logits(info_nce_logits, args):
+    z1, z2 = tensor(args["z1"]), tensor(args["z2"])
+    return {"logits": to_numpy(info_nce_logits(z1, z2, float(args["temperature"])), "the logits")}
+
+
+def _similarities(a, normalize=True):
+    z = np.concatenate([a["z1"], a["z2"]]).astype(np.float64)  # (2N, D)
+    if normalize:
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return z @ z.T / float(a["temperature"])  # (2N, 2N)
+
+
+def _reference_logits(a, normalize=True):
+    """(2N, 2N - 1): column 0 the positive, then the 2N - 2 negatives sorted (their order does not matter)."""
+    sim = _similarities(a, normalize)
+    n2 = len(sim)
+    rows = []
+    for i in range(n2):
+        partner = (i + n2 // 2) % n2
+        negatives = [k for k in range(n2) if k not in (i, partner)]
+        rows.append(np.concatenate([[sim[i, partner]], np.sort(sim[i, negatives])]))
+    return np.array(rows)
+
+
+def _sorted_negatives(logits):
+    return np.concatenate([logits[:, :1], np.sort(logits[:, 1:], axis=1)], axis=1)
+
+
+def _logits_shape_message(got, a):
+    n2 = 2 * len(a["z1"])
+    if got.shape == (n2, n2):
+        return (f"the logits are ({n2}, {n2}): drop the anchor's similarity with itself, and put the positive in "
+                f"column 0 rather than among the negatives, for ({n2}, {n2 - 1})")
+    return f"expected logits of shape ({n2}, {n2 - 1}) for N = {n2 // 2} pairs; got {kit.describe_shape(got)}"
+
+
+def _logits_column(part: str):
+    def run(ev):
+        for case in ("n5", "n6"):
+            got, a = ev.get(case, "logits"), ev.inputs[case]
+            want = _reference_logits(a)
+            if got.shape != want.shape:
+                return _logits_shape_message(got, a)
+            got = _sorted_negatives(got)
+            cols = slice(0, 1) if part == "positive" else slice(1, None)
+            if kit.close(got[:, cols], want[:, cols]):
+                continue
+            if kit.close(got[:, cols], _reference_logits(a, normalize=False)[:, cols]):
+                return "the rows are not L2-normalized: the logits are cosine similarities divided by T"
+            if part == "positive":
+                if np.allclose(got[:, 0], np.diag(_similarities(a)), atol=1e-5):
+                    return ("column 0 holds each view's similarity with itself (the diagonal): the positive of row i "
+                            "is its other view, row i + N (mod 2N)")
+                return "column 0 should hold each anchor's similarity with its other view, sim(i, i + N) / T"
+            diagonal = np.diag(_similarities(a))[:, None]
+            if np.any(np.abs(got[:, 1:] - diagonal) <= 1e-5):
+                return "the anchor's similarity with itself is among the negatives: leave out k = i (and k = i + N)"
+            return "columns 1.. should hold the anchor's 2N - 2 negatives, sim(i, k) / T for k not i and not i + N"
+    return run
+
+
+def _logits_cross_entropy(ev):
+    for case in ("n5", "n6"):
+        got = ev.get(case, "logits")
+        if got.ndim != 2 or not np.all(np.isfinite(got)):
+            return "the logits should be a finite (2N, 2N - 1) matrix"
+        lse = got.max(1) + np.log(np.exp(got - got.max(1, keepdims=True)).sum(1))
+        if not kit.close(np.mean(lse - got[:, 0]), contrastive_reference(ev.inputs[case])):
+            return "F.cross_entropy(logits, zeros) on these logits is not NT-Xent"
+    return None
+
+
+def _logits_gate(ev):
+    for case in ("n5", "n6"):
+        got, a = ev.get(case, "logits"), ev.inputs[case]
+        n2 = 2 * len(a["z1"])
+        if got.shape != (n2, n2 - 1) or not np.all(np.isfinite(got)):
+            return _logits_shape_message(got, a)
+    return kit.varies("logits", cases=("n5", "n6"), hint="the logits do not depend on the inputs").run(ev)
+
+
+LOGITS = Exercise(
+    grade_id="info_nce_logits_test",
+    function="info_nce_logits",
+    cases=logits_cases,
+    probe=probe_logits,
+    checks=[kit.holds(1.0, _logits_column("positive")), kit.holds(1.0, _logits_column("negatives")),
+            kit.holds(1.0, _logits_cross_entropy)],
+    forbidden=("labkit.losses.contrastive_loss",),
+    gate=kit.holds(0, _logits_gate),
+    mistakes=(
+        Example("self-similarity kept among the negatives", """\
+def info_nce_logits(z1, z2, temperature):
+    # Mistake: only the positive leaves the negatives; each anchor's similarity with itself stays.
+    n = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    partner = torch.arange(2 * n).roll(n)
+    positive = sim[torch.arange(2 * n), partner].unsqueeze(1)
+    keep = ~torch.eye(2 * n, dtype=torch.bool).roll(n, dims=1)
+    return torch.cat([positive, sim[keep].view(2 * n, 2 * n - 1)[:, :-1]], dim=1)
+""", share=1 / 3, message="itself is among the negatives", demo=True, self_check=True),
+        Example("rows not normalized", """\
+def info_nce_logits(z1, z2, temperature):
+    # Mistake: dot products instead of cosine similarities.
+    n = len(z1)
+    z = torch.cat([z1, z2])
+    sim = z @ z.T / temperature
+    partner = torch.arange(2 * n).roll(n)
+    positive = sim[torch.arange(2 * n), partner].unsqueeze(1)
+    keep = ~(torch.eye(2 * n, dtype=torch.bool) | torch.eye(2 * n, dtype=torch.bool).roll(n, dims=1))
+    return torch.cat([positive, sim[keep].view(2 * n, 2 * n - 2)], dim=1)
+""", share=0.0, message="not L2-normalized"),
+    ),
+    hostile=(
+        Example("NT-Xent from labkit, with made-up logits around it", """\
+from labkit import losses
+
+def info_nce_logits(z1, z2, temperature):
+    loss = losses.contrastive_loss(z1, z2, temperature)
+    n = len(z1)
+    return torch.cat([-loss.expand(2 * n, 1), torch.zeros(2 * n, 2 * n - 2)], dim=1)
+""", share=0.0, message="labkit.losses.contrastive_loss"),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- nt_xent_loss
+
+def _seed_000(a):
+    """Seed 000's nt_xent_loss in float64: no normalization, the diagonal as the positive, every other entry
+    (the true positive included) as a negative."""
+    z = np.concatenate([a["z1"], a["z2"]]).astype(np.float64)
+    sim = z @ z.T / float(a["temperature"])
+    top = sim.max(1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(sim - top).sum(1))
+    return np.float64(np.mean(lse - np.diag(sim)))
+
+
+SEED_000_MESSAGE = ("this is the seed's nt_xent_loss: it takes each view's similarity with itself (the diagonal) as "
+                    "the positive, so the true positive (row i + N) is left among the negatives, and it never "
+                    "L2-normalizes the rows; the positive of view i is view i + N, and only k = i leaves the "
+                    "denominator")
+
+
+def _nt_xent_grads(ev):
+    for key in ("grad1", "grad2"):
+        g = ev.get("n5", key)
+        if not np.all(np.isfinite(g)) or not np.any(g):
+            return "no finite gradient reaches z1 and z2: build the loss with torch operations (no .item() or numpy)"
+    return None
+
+
+def _closed_form(a):
+    import math
+
+    n, t = len(a["z1"]), float(a["temperature"])
+    return np.float64(-math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * n - 2)))
+
+
+NT_XENT = Exercise(
+    grade_id="nt_xent_loss_test",
+    function="nt_xent_loss",
+    cases=contrastive_cases,
+    probe=probe_contrastive,
+    checks=[
+        kit.matches(2, "loss", contrastive_reference, cases=("n5", "n6"),
+                    variants=[(_seed_000, SEED_000_MESSAGE), *CONTRASTIVE_MISTAKES],
+                    hint="the loss differs from NT-Xent on fresh inputs"),
+        kit.same(1, "loss", [("n5", "n5_rescaled")],
+                 hint="rescaling rows changed the loss: L2-normalize the rows (cosine similarity)"),
+        kit.same(1, "loss", [("n5", "n5_swapped"), ("n5", "n5_permuted")],
+                 hint="swapping the views or permuting the batch (both views alike) changed the loss: row i of z1 "
+                      "pairs with row i of z2, and every anchor of both views counts"),
+        kit.matches(1, "loss", _closed_form, cases=("closed_form",),
+                    hint="identical views with orthogonal rows should give -log(e^(1/T) / (e^(1/T) + 2N - 2))"),
+        kit.matches(0.5, "loss", contrastive_reference, cases=("cold",), rtol=1e-3,
+                    hint="at a small temperature (T = 0.01) the loss overflows or loses precision: compute it as a "
+                         "cross-entropy / logsumexp of the logits, not exp then log"),
+        kit.holds(0.5, _nt_xent_grads),
+    ],
+    forbidden=("labkit.losses.contrastive_loss",),
+    gate=kit.holds(0, kit.all_pass(
+        kit.varies("loss", cases=("n5", "n6", "closed_form"), hint="the loss is the same (or not finite) on different "
+                                                                  "inputs"),
+        kit.same(0, "loss", [("n5", "n5_again")], hint="the loss changes between two calls on the same inputs"))),
+    solutions=(
+        Example("seed 001's loss class (a (2N, 2N, D) cosine and a mask built for the batch size), wrapped", """\
+class SimCLRLoss(nn.Module):
+    def __init__(self, batch_size, temperature):
+        super().__init__()
+        self.batch_size, self.temperature = batch_size, temperature
+        n = 2 * batch_size
+        mask = torch.ones((n, n), dtype=bool).fill_diagonal_(0)
+        for i in range(batch_size):
+            mask[i, batch_size + i] = 0
+            mask[batch_size + i, i] = 0
+        self.mask = mask
+        self.criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.similarity = nn.CosineSimilarity(dim=2)
+
+    def forward(self, z_i, z_j):
+        n = 2 * self.batch_size
+        z = torch.cat((z_i, z_j), dim=0)
+        sim = self.similarity(z.unsqueeze(1), z.unsqueeze(0)) / self.temperature
+        positives = torch.cat((torch.diag(sim, self.batch_size), torch.diag(sim, -self.batch_size))).reshape(n, 1)
+        negatives = sim[self.mask].reshape(n, -1)
+        labels = torch.zeros(n, dtype=torch.long)
+        return self.criterion(torch.cat((positives, negatives), dim=1), labels) / n
+
+
+def nt_xent_loss(z1, z2, temperature=0.5):
+    return SimCLRLoss(len(z1), temperature)(z1, z2)
+""", share=1.0),
+    ),
+    mistakes=(
+        Example("seed 000's nt_xent_loss, pasted", """\
+def nt_xent_loss(z1, z2, temperature=0.5):
+    # The seed's loss: no normalization, the diagonal (each view with itself) as the positive.
+    z = torch.cat([z1, z2], dim=0)
+    n = z.size(0)
+    sim = torch.matmul(z, z.T) / temperature
+    sim = sim - torch.max(sim, dim=1, keepdim=True)[0]
+    sim = torch.exp(sim)
+    mask = (torch.ones_like(sim) - torch.eye(n)).bool()
+    pos = sim[range(n), range(n)]
+    neg = sim[mask].reshape(n, -1)
+    return (-torch.log(pos / (pos + neg.sum(dim=-1)))).mean()
+""", share=1.5 / 6, message="similarity with itself (the diagonal)", demo=True),
+        Example("projections not L2-normalized", """\
+def nt_xent_loss(z1, z2, temperature=0.5):
+    # Mistake: dot products instead of cosine similarities.
+    n = len(z1)
+    z = torch.cat([z1, z2]).float()
+    logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(2 * n).roll(n))
+""", share=2.5 / 6, message="not L2-normalized"),
+    ),
+    hostile=(
+        Example("labkit's reference", """\
+from labkit.losses import contrastive_loss
+
+def nt_xent_loss(z1, z2, temperature=0.5):
+    return contrastive_loss(z1, z2, temperature)
+""", share=0.0, message="labkit.losses.contrastive_loss"),
+    ),
+)
+
+EXERCISES = [CUTOUT, LOGITS, NT_XENT]
