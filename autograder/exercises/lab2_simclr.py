@@ -463,4 +463,159 @@ def nt_xent_loss(z1, z2, temperature=0.5):
     ),
 )
 
-EXERCISES = [CUTOUT, LOGITS, NT_XENT]
+
+# ---------------------------------------------------------------------------- simclr_step
+
+STEP_TEMPERATURE = 0.5
+
+
+def step_cases(rng: np.random.Generator):
+    x = rng.uniform(0, 1, (32, 1, 28, 28))
+    x[np.abs(x - FILL) < 1e-3] += 0.01
+    return {"batch": {"images": x.astype(F32), "seed": np.array(int(rng.integers(1000)))}}
+
+
+class _Recorder(torch.nn.Module):
+    """A small seeded encoder that keeps every batch it is given and what it returned."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = torch.nn.Conv2d(1, 4, kernel_size=5)
+        self.fc = torch.nn.Linear(4 * 12 * 12, 16)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+        self.inputs, self.outputs = [], []
+
+    def forward(self, x):
+        h = self.fc(torch.nn.functional.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))  # (B, 16)
+        self.inputs.append(x.detach().clone())
+        self.outputs.append(h.detach().clone())
+        return h
+
+
+def _recorded(encoder, what):
+    if not encoder.inputs:
+        return np.full((0, 1, 28, 28), np.nan), np.full((0, 16), np.nan)
+    return (to_numpy(torch.cat(encoder.inputs), what), to_numpy(torch.cat(encoder.outputs), what))
+
+
+def probe_step(simclr_step, args):
+    x = tensor(args["images"])
+    encoder = _Recorder(int(args["seed"]))
+    loss = simclr_step(encoder, x.clone(), temperature=STEP_TEMPERATURE)
+    out = {"loss": kit.scalar(loss, "the loss")}
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
+        loss.backward()
+    out["grads"] = np.array([float(p.grad.abs().sum()) if p.grad is not None else np.nan
+                             for p in encoder.parameters()])
+    out["inputs"], out["outputs"] = _recorded(encoder, "the encoder's inputs")
+    again = _Recorder(int(args["seed"]))
+    simclr_step(again, x.clone(), temperature=STEP_TEMPERATURE)
+    out["inputs_again"], _ = _recorded(again, "the encoder's inputs")
+    return out
+
+
+def _views(ev, key="inputs"):
+    """The two views (B, 1, 28, 28) each the encoder saw, or None when it did not see 2B images of that shape."""
+    x, seen = ev.inputs["batch"]["images"], ev.get("batch", key)
+    if seen.shape != (2 * len(x),) + x.shape[1:]:
+        return None
+    return seen[: len(x)], seen[len(x):]
+
+
+def _same(a, b):
+    return np.abs(a - b).reshape(len(a), -1).max(1) <= 1e-6  # (B,) per image
+
+
+def _step_views(ev):
+    views, x = _views(ev), ev.inputs["batch"]["images"]
+    if views is None:
+        return (f"the encoder should see two views of the {len(x)} images ({2 * len(x)} images of shape "
+                f"{tuple(x.shape[1:])}, in one call or two)")
+    if any(_same(v, x).mean() > 0.5 for v in views):
+        return ("one of the two views is the original image: the seed pairs each image with one fixed augmented copy; "
+                "augment both views (cutout_and_rotate twice)")
+    if _same(*views).mean() > 0.5:
+        return "the two views are the same images: draw each view separately (two calls of cutout_and_rotate)"
+    return None
+
+
+def _step_fresh(ev):
+    first, second = _views(ev), _views(ev, "inputs_again")
+    if first is None or second is None:
+        return "the encoder should see two views of the batch at every step"
+    if all(_same(a, b).mean() < 0.5 for a, b in zip(first, second)):
+        return None
+    return "two steps on the same batch saw the same views: draw new views at every step, never once before training"
+
+
+def _step_loss(ev):
+    x, h = ev.inputs["batch"]["images"], ev.get("batch", "outputs")
+    if h.shape != (2 * len(x), 16):
+        return "the loss should be NT-Xent between the encoder's outputs for the two views"
+    reference = contrastive_reference({"z1": h[: len(x)].astype(F32), "z2": h[len(x):].astype(F32),
+                                       "temperature": np.array(STEP_TEMPERATURE)})
+    if kit.close(ev.get("batch", "loss"), reference, rtol=1e-3, atol=1e-4):
+        return None
+    return "the loss is not NT-Xent (at the given temperature) between the encoder's outputs for view 1 and view 2"
+
+
+def _step_grads(ev):
+    g = ev.get("batch", "grads")
+    if g.size and np.all(np.isfinite(g)) and np.all(g > 0):
+        return None
+    return ("no gradient reaches every encoder parameter: return the loss as a tensor, without torch.no_grad(), "
+            ".detach() or .item() on the way")
+
+
+def _step_gate(ev):
+    if _views(ev) is None or not np.isfinite(ev.get("batch", "loss")):
+        return "the encoder never saw the two views of the batch"
+    return None
+
+
+STEP = Exercise(
+    grade_id="simclr_step_test",
+    function="simclr_step",
+    cases=step_cases,
+    probe=probe_step,
+    checks=[kit.holds(1.0, _step_views), kit.holds(0.5, _step_fresh), kit.holds(0.5, _step_loss),
+            kit.holds(1.0, _step_grads)],
+    forbidden=("labkit.losses.contrastive_loss", "labkit.augment.cutout_and_rotate"),
+    gate=kit.holds(0, _step_gate),
+    mistakes=(
+        Example("the original paired with one augmented view (the seed's)", """\
+def simclr_step(encoder, x, temperature=0.5):
+    # Mistake: the seed's pairing, each image with one augmented copy.
+    return nt_xent_loss(encoder(x), encoder(cutout_and_rotate(x)), temperature)
+""", share=0.5, message="one of the two views is the original", demo=True),
+        Example("views encoded without gradients", """\
+def simclr_step(encoder, x, temperature=0.5):
+    # Mistake: no gradient reaches the encoder.
+    with torch.no_grad():
+        h1, h2 = encoder(cutout_and_rotate(x)), encoder(cutout_and_rotate(x))
+    return nt_xent_loss(h1, h2, temperature)
+""", share=2 / 3, message="no gradient reaches"),
+    ),
+    solutions=(
+        Example("both views in one forward pass", """\
+def simclr_step(encoder, x, temperature=0.5):
+    h = encoder(torch.cat([cutout_and_rotate(x), cutout_and_rotate(x)]))
+    h1, h2 = h.chunk(2)
+    return nt_xent_loss(h1, h2, temperature)
+""", share=1.0),
+    ),
+    hostile=(
+        Example("labkit's loss and views", """\
+from labkit import augment, losses
+
+def simclr_step(encoder, x, temperature=0.5):
+    return losses.contrastive_loss(encoder(augment.cutout_and_rotate(x)), encoder(augment.cutout_and_rotate(x)),
+                                   temperature)
+""", share=0.0),
+    ),
+)
+
+EXERCISES = [CUTOUT, LOGITS, NT_XENT, STEP]

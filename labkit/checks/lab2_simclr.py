@@ -94,3 +94,43 @@ def check_nt_xent_loss(nt_xent_loss, thorough: bool = False) -> None:
     if abs(got - closed) > 1e-4:
         raise AssertionError(f"identical views with orthogonal rows should give {closed:.4f}; got {got:.4f}.")
     print("nt_xent_loss: matches NT-Xent")
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                       torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 16))
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.net(x)
+
+
+def check_simclr_step(simclr_step, thorough: bool = False) -> None:
+    """Two fresh augmented views through the encoder, NT-Xent between them, gradients into the encoder."""
+    g = generator(thorough)
+    x = torch.rand(16, 1, 28, 28, generator=g)
+    x[(x - 0.5).abs() < 1e-3] += 0.01
+    torch.manual_seed(int(g.initial_seed()) % 1000)
+    encoder = _Recorder()
+    loss = simclr_step(encoder, x.clone(), temperature=0.5)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not math.isfinite(float(loss.detach())):
+        raise AssertionError("simclr_step should return the loss, a finite scalar tensor.")
+    seen = torch.cat(encoder.seen) if encoder.seen else torch.zeros(0)
+    if tuple(seen.shape) != (32, 1, 28, 28):
+        raise AssertionError(f"the encoder should see two views of the 16 images (32 images in all); it saw "
+                             f"{tuple(seen.shape)}.")
+    v1, v2 = seen[:16], seen[16:]
+    if torch.equal(v1, x) or torch.equal(v2, x):
+        raise AssertionError("one of the views is the original image: augment both views.")
+    if torch.equal(v1, v2):
+        raise AssertionError("the two views are identical: draw each one separately.")
+    if not loss.requires_grad:
+        raise AssertionError("the loss has no gradient: do not encode the views under torch.no_grad() or detach them.")
+    loss.backward()
+    if any(p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0
+           for p in encoder.parameters()):
+        raise AssertionError("no gradient reaches every encoder parameter.")
+    print("simclr_step: two fresh augmented views, NT-Xent between them, gradients reach the encoder")
