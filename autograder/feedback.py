@@ -6,10 +6,16 @@ from the release) in which every autograded test cell's output is REPLACED by
 the judge's verdict: score and messages, never what the kernel printed there.
 ``feedback`` renders it with nbgrader's generate_feedback (scores from the
 gradebook); any ``### BEGIN HIDDEN TESTS`` block left in a test cell is blanked.
+
+Everything else in the notebook is the student's: :mod:`autograder.student_content` rebuilds it
+from what is safe to render before the verdicts go in (their HTML, JavaScript and SVG outputs become
+text, grade cells only where the release has them) and renders it. A notebook that nbgrader still
+cannot render costs only its student their feedback page: they get a page saying so, the log a line.
 """
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +25,8 @@ from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 from traitlets import Unicode
 
 from .course import Course, CourseError, FitFigures, run_nbgrader
+from .student_content import FeedbackExporter, sanitized
+from .submission_files import copy_regular, regular_files
 
 MAX_OUTPUT_CHARS = 20_000  # per output; nbgrader's LimitOutput already caps the number of lines
 
@@ -43,7 +51,7 @@ def feedback_notebook(base, release_nb, verdicts: dict, notes: list[str], *, reb
     """``base`` (the kernel's executed notebook, else the submission, else the release) with each
     test cell's output replaced by the judge's verdict. ``rebuild``: restore locked and test cells
     from the release and clear outputs (the kernel step did not run)."""
-    nb = nbformat.from_dict(base)
+    nb = sanitized(base, release_nb)
     released = cells_by_id(release_nb)
     placed = set()
     for cell in nb.cells:
@@ -105,10 +113,13 @@ def write_autograded(course: Course, lab: str, student: str, nb, submitted_folde
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for item in submitted_folder.iterdir() if submitted_folder.is_dir() else []:
+    for rel in regular_files(submitted_folder)[0]:
         # nbgrader copies the submission's other files along; regular files only (never follow links)
-        if item.is_file() and not item.is_symlink() and item.suffix != ".ipynb" and item.stat().st_size < 20 * 2**20:
-            shutil.copyfile(item, dest / item.name)
+        if "/" not in rel and not rel.endswith(".ipynb") and (submitted_folder / rel).stat().st_size < 20 * 2**20:
+            try:
+                copy_regular(submitted_folder, rel, dest / rel)
+            except (OSError, ValueError):
+                continue
     nbformat.write(nb, dest / f"{lab}.ipynb")
 
 
@@ -122,10 +133,41 @@ def feedback(course: Course, lab: str, *, student: str | None = None, out=print)
         raise CourseError(f"nothing autograded for {lab} in {course.root}; run `python -m autograder autograde {lab}` first")
     config = course.config()
     config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, FitFigures]
-    run_nbgrader(GenerateFeedback, config, assignment=lab, student=student or "*", force=True)
-    paths = [course.path("feedback", lab, s) / f"{lab}.html" for s in ([student] if student else graded)]
+    config.GenerateFeedback.exporter_class = FeedbackExporter
+    students = [student] if student else graded
+    paths = [course.path("feedback", lab, s) / f"{lab}.html" for s in students]
+    failed = []
+    try:
+        run_nbgrader(GenerateFeedback, config, assignment=lab, student=student or "*", force=True)
+    except CourseError:
+        # nbgrader goes on past a notebook it cannot render and removes its output: those students, alone
+        failed = [s for s, path in zip(students, paths, strict=True) if not path.is_file()]
+        if not failed or len(failed) == len(students):  # nothing to do with one notebook
+            raise
+    for name in failed:
+        try:
+            run_nbgrader(GenerateFeedback, config, assignment=lab, student=name, force=True)
+        except CourseError as err:
+            out(f"[feedback] {name}: FAILED, the student gets a page saying so: {_cause(str(err))[:300]}")
+            _failure_page(course.path("feedback", lab, name) / f"{lab}.html", lab)
     out(f"[feedback] {lab}: {len(paths)} HTML file(s) under {course.root / 'feedback'}")
     return paths
+
+
+def _cause(message: str) -> str:
+    """The last ``Type: message`` line of nbgrader's log (not its closing NbGraderException), else the last line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"[\w.]+: ", line) and "NbGraderException" not in line]
+    return (causes or lines or ["no message"])[-1]
+
+
+def _failure_page(path: Path, lab: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(lab)}</title></head><body>\n'
+        f"<h4>{html.escape(lab)}</h4>\n<p><b>Autograder.</b> Your feedback page could not be made from your "
+        "autograded notebook (something in it could not be rendered). Your scores were recorded as usual; "
+        "ask your instructor for them.</p>\n</body></html>\n")
 
 
 class HideHiddenTests(NbGraderPreprocessor):

@@ -180,7 +180,7 @@ class FeedbackJail:
             uid = fresh_uid() if fresh_uid_wanted else None
             # outside a jail the repository is visible (the notes say so): nothing to check there
             check = PROBE.format(repo=str(REPO_ROOT) if self.unshare else "/nonexistent", uid=uid)
-            running = self._launch(box, [sys.executable, "-c", check], uid, "probe", wall_timeout=300)
+            running = self.launch(box, [sys.executable, "-c", check], "probe", uid=uid, wall_timeout=300)
             run = running.wait()
             if run.ok and run.notebook.read_bytes() == b"ok":
                 return ""
@@ -235,10 +235,15 @@ class FeedbackJail:
             "--course-dir", str(course), "--force",
             f"--Execute.timeout={self.limits.cell_timeout}", "--Execute.interrupt_on_timeout=True",
         ]
-        uid = fresh_uid() if self.fresh_uids else None
-        return self._launch(box, command, uid, f"autograded/{student}/{lab}/{lab}.ipynb", self.limits.wall_timeout)
+        return self.launch(box, command, f"autograded/{student}/{lab}/{lab}.ipynb")
 
-    def _launch(self, box: Path, command: list[str], uid: int | None, notebook: str, wall_timeout: int) -> RunningStep:
+    def launch(self, box: Path, command: list[str], notebook: str, *, uid: int | None | str = "fresh",
+               wall_timeout: int | None = None) -> RunningStep:
+        """Run ``command`` in ``box``'s course as the kernel step runs nbgrader; ``notebook`` (relative to the
+        course) is what comes back as :attr:`KernelRun.notebook`. ``uid``: a fresh one if the jail uses them."""
+        if uid == "fresh":
+            uid = fresh_uid() if self.fresh_uids else None
+        wall_timeout = wall_timeout or self.limits.wall_timeout
         course = INSIDE if self.unshare else box / "course"
         token = uuid.uuid4().hex
         env = base_env(course, private_tmp=bool(self.unshare))
@@ -328,8 +333,10 @@ class RunningStep:
                 result.write_bytes(read_regular(str(self.box / "course"), self.notebook, MAX_NOTEBOOK_BYTES))
             except (OSError, ValueError) as err:
                 log += f"\n[kernel step] no executed notebook to hand back: {err}"
-        if self.proc.returncode != 0 or result.stat().st_size == 0:
+        if self.proc.returncode != 0:
             return KernelRun(False, seconds, None, _diagnose(log, self.proc.returncode), log)
+        if result.stat().st_size == 0:  # nbgrader finished, but what it wrote is not there as a regular file
+            return KernelRun(False, seconds, None, "the executed notebook was replaced or removed during the run", log)
         return KernelRun(True, seconds, result, "", log)
 
 
@@ -363,7 +370,8 @@ def _diagnose(log: str, returncode: int) -> str:
         (r"No space left on device", "the notebook filled the space it is given for files"),
         (r"MemoryError|Cannot allocate memory", "the notebook ran out of memory"),
         (r"NotJSONError|Notebook does not appear to be JSON|ValidationError", "nbgrader could not read the notebook"),
-        (r"\[kernel step\] no executed notebook to hand back", "the executed notebook was replaced or removed during the run"),
+        (r"version\s+of the nbgrader metadata format|SchemaTooOld|SchemaTooNew",
+         "nbgrader could not read the notebook's grading metadata (was a cell's nbgrader metadata edited?)"),
     ]
     for pattern, message in checks:
         if re.search(pattern, log):

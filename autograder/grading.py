@@ -104,7 +104,7 @@ def _grade_one(course, lab, student, judge, jail, template, release_nb):
     path = folder / f"{lab}.ipynb"
     submitted, problem = open_submission(path, lab)
     isolation = None
-    kernel_nb, kernel_status = None, "not run"
+    kernel_nb, kernel_status, refused = None, "not run", []
     if problem:
         verdicts = {}
     elif jail is None:
@@ -119,6 +119,7 @@ def _grade_one(course, lab, student, judge, jail, template, release_nb):
             step.cancel()
             raise
         run, kernel_nb = step.finish()
+        refused = step.refused
         kernel_step.save_log(course, lab, student, run.log)
         kernel_status = "ok" if run.ok else run.problem
     verdicts = _complete(verdicts, release_nb, problem)
@@ -127,6 +128,9 @@ def _grade_one(course, lab, student, judge, jail, template, release_nb):
     if not problem and kernel_status not in ("ok", "skipped"):
         notes.append(f"Your notebook could not be run to show its outputs here: {kernel_status}. "
                      "Your score comes from the judge, which ran your functions separately.")
+    if refused:
+        names = ", ".join("`" + entry.replace("`", "'") + "`" for entry in refused)
+        notes.append(f"Not used from your submission folder (only regular files in real folders are): {names}.")
     nb = feedback_notebook(kernel_nb or submitted or release_nb, release_nb, verdicts, notes, rebuild=kernel_nb is None)
     write_autograded(course, lab, student, nb, folder)
     seconds = time.monotonic() - start

@@ -97,6 +97,9 @@ def build_root(spec: dict) -> str:
     root, uid = spec["root"], spec["uid"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
     _tmpfs(root, "size=16m,mode=755")
+    # first, so that a bound folder below them (a data site in /tmp) lands on top
+    _tmpfs(f"{root}/tmp", f"size={spec['tmp_mb']}m,mode=1777")
+    _tmpfs(f"{root}/var/tmp", f"size={spec['tmp_mb']}m,mode=1777")
     binds = sorted({os.path.normpath(p) for p in ("/usr", *spec["binds"]) if os.path.lexists(p)})
     for path in binds:
         _bind(path, root)
@@ -121,8 +124,6 @@ def build_root(spec: dict) -> str:
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
     _tmpfs(f"{root}/dev/shm", f"size={spec['shm_mb']}m,mode=1777")
-    _tmpfs(f"{root}/tmp", f"size={spec['tmp_mb']}m,mode=1777")
-    _tmpfs(f"{root}/var/tmp", f"size={spec['tmp_mb']}m,mode=1777")
     work = root + spec["work"]
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
     _tmpfs(work, f"size={spec['work_mb']}m,mode=700{owner}")
