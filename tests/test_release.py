@@ -91,8 +91,10 @@ def _validate(path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.setdefault("LABKIT_SITE", "offline")  # no downloads in tests
     env.setdefault("LABKIT_SCALE", "ci")
-    return subprocess.run([sys.executable, "-m", "nbgrader", "validate", *extra, path.name], cwd=path.parent,
-                          env=env, capture_output=True, text=True, timeout=600)
+    # nbgrader's default of 30 s per cell is too tight for a loaded 2-core CI machine (lab 4's hidden checks train)
+    return subprocess.run([sys.executable, "-m", "nbgrader", "validate", *extra, path.name,
+                           "--Execute.timeout=300"], cwd=path.parent,
+                          env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.parametrize("labs,lab", LABS, ids=IDS)
