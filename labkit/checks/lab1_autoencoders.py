@@ -95,6 +95,9 @@ def check_cluster_latents(cluster_latents) -> None:
     labels = torch.as_tensor(cluster_latents(z, 3))
     if labels.shape != (150,):
         raise AssertionError(f"expected one label per row, shape (150,); got {tuple(labels.shape)}.")
+    if labels.is_floating_point() or labels.min() < 0 or labels.max() >= 3:
+        raise AssertionError(f"labels should be integers in [0, num_clusters) = [0, 3); got values from "
+                             f"{labels.min().item()} to {labels.max().item()}.")
     ari = adjusted_rand_score(truth.numpy(), labels.numpy())
     if ari < 0.9:
         raise AssertionError(f"three well-separated blobs should be found (adjusted Rand index {ari:.2f} < 0.9).")
