@@ -40,7 +40,7 @@ pretrained: setup
 # Unit and grading tests, then every source notebook executed by nbval at the `ci` scale, offline;
 # then the examples in labkit's docstrings (doctest, labkit only: importing it does no work).
 test: setup
-	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest tests labs/source --nbval-lax
+	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest tests labs/source --nbval-lax --durations=25
 	LABKIT_SCALE=ci LABKIT_SITE=offline $(PY) -m pytest --doctest-modules labkit
 
 bench: setup
