@@ -37,7 +37,8 @@ def probe_cutout(cutout_and_rotate, args):
     x = tensor(args["images"])
     first = to_numpy(cutout_and_rotate(x.clone()), "the augmented images")
     second = to_numpy(cutout_and_rotate(x.clone()), "the augmented images")
-    return {"first": first, "second": second}
+    third = to_numpy(cutout_and_rotate(x.clone()), "the augmented images")
+    return {"first": first, "second": second, "third": third}
 
 
 def _unturned(out: np.ndarray, turns: int) -> np.ndarray:
@@ -126,10 +127,11 @@ def _cutout_per_image(ev):
 def _cutout_per_call(ev):
     x = ev.inputs["mnist"]["images"].astype(np.float64)
     first, _ = _changed_corner(ev.get("mnist", "first"), x)
-    second, _ = _changed_corner(ev.get("mnist", "second"), x)
-    moved = np.mean([a is not None and b is not None and a != b for a, b in zip(first, second)])
-    if moved >= 0.5:
-        return None
+    for later in ("second", "third"):  # two chances: one draw per call repeats with probability 1/400
+        again, _ = _changed_corner(ev.get("mnist", later), x)
+        moved = np.mean([a is not None and b is not None and a != b for a, b in zip(first, again)])
+        if moved >= 0.5:
+            return None
     return ("two calls on the same images put the squares in the same places: draw fresh positions on every call "
             "(every training step sees new views)")
 
@@ -571,7 +573,8 @@ def _step_grads(ev):
 
 
 def _step_gate(ev):
-    if _views(ev) is None or not np.isfinite(ev.get("batch", "loss")):
+    """The encoder was called on two views of the batch (a loss made up without it earns nothing)."""
+    if _views(ev) is None:
         return "the encoder never saw the two views of the batch"
     return None
 
