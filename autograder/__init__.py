@@ -8,8 +8,11 @@ feedback, report, demo; see ``--help``). Modules:
 - :mod:`autograder.grading`       autograde: per student, the kernel step and the judge, then the gradebook
 - :mod:`autograder.kernel_step`   the kernel step's plumbing (throwaway course dirs from the release)
 - :mod:`autograder.feedback_jail` nbgrader's kernel run for one student, for feedback outputs only (never a score)
+- :mod:`autograder.kernel_boot`   PID 1 of that jail: its filesystem, nbgrader as the student's uid, nothing left running
+- :mod:`autograder.submission_files` the files of a submission folder the grader uses (regular files only)
 - :mod:`autograder.gradebook`     the judge's scores into nbgrader's gradebook
 - :mod:`autograder.feedback`      the HTML feedback (verdicts shown, hidden tests never)
+- :mod:`autograder.student_content` what the feedback page takes from a student's notebook (text, vouched grade cells)
 - :mod:`autograder.report`        the grade table from the gradebook
 - :mod:`autograder.demo`          the round trip on known submissions
 - :mod:`autograder.exercises`     each lab's graded exercises and their examples; ``judge_lab``
