@@ -1,10 +1,7 @@
 """Student self-checks accept labkit's references (each exercise's mistakes: tests/test_exercises.py); plots and
 the demo run."""
 import matplotlib.pyplot as plt
-import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from labkit import losses, models, plots, rsm
 from labkit.checks import lab1_autoencoders as lab1_checks

@@ -210,13 +210,39 @@ def _closed_form(a):
     return np.float64(-math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * n - 2)))
 
 
-def _contrastive_grads(ev):
-    for key in ("grad1", "grad2"):
-        g = ev.get("n5", key)
-        if not np.all(np.isfinite(g)) or not np.any(g):
-            return ("no finite gradient reaches the projections: build the loss with torch operations "
-                    "(no .item() or numpy)")
-    return None
+def nt_xent_checks(variants, views: tuple[str, str]) -> list:
+    """The weighted checks of an NT-Xent exercise (this lab's and lab 2's): the reference with ``variants`` (known-wrong
+    losses), the invariances, the closed form, a small temperature, gradients; ``views`` name the two arguments."""
+    def grads(ev):
+        for key in ("grad1", "grad2"):
+            g = ev.get("n5", key)
+            if not np.all(np.isfinite(g)) or not np.any(g):
+                return (f"no finite gradient reaches {views[0]} and {views[1]}: build the loss with torch operations "
+                        "(no .item() or numpy)")
+        return None
+
+    return [
+        kit.matches(2, "loss", contrastive_reference, cases=("n5", "n6"), variants=variants,
+                    hint="the loss differs from NT-Xent on fresh inputs"),
+        kit.same(1, "loss", [("n5", "n5_rescaled")],
+                 hint="rescaling rows changed the loss: L2-normalize the rows (cosine similarity)"),
+        kit.same(1, "loss", [("n5", "n5_swapped"), ("n5", "n5_permuted")],
+                 hint=f"swapping the views or permuting the batch (both views alike) changed the loss: row i of "
+                      f"{views[0]} pairs with row i of {views[1]}, and every anchor of both views counts"),
+        kit.matches(1, "loss", _closed_form, cases=("closed_form",),
+                    hint="identical views with orthogonal rows should give -log(e^(1/T) / (e^(1/T) + 2N - 2))"),
+        kit.matches(0.5, "loss", contrastive_reference, cases=("cold",), rtol=1e-3,
+                    hint="at a small temperature (T = 0.01) the loss overflows or loses precision: compute it as a "
+                         "cross-entropy / logsumexp of the logits, not exp then log"),
+        kit.holds(0.5, grads),
+    ]
+
+
+# An NT-Xent answer must change with its inputs and repeat on the same ones: else it earns nothing.
+NT_XENT_GATE = kit.holds(0, kit.all_pass(
+    kit.varies("loss", cases=("n5", "n6", "closed_form"), hint="the loss is the same (or not finite) on different "
+                                                              "inputs"),
+    kit.same(0, "loss", [("n5", "n5_again")], hint="the loss changes between two calls on the same inputs")))
 
 
 CONTRASTIVE = Exercise(
@@ -224,26 +250,9 @@ CONTRASTIVE = Exercise(
     function="custom_simclr_contrastive_loss",
     cases=contrastive_cases,
     probe=probe_contrastive,
-    checks=[
-        kit.matches(2, "loss", contrastive_reference, cases=("n5", "n6"), variants=CONTRASTIVE_MISTAKES,
-                       hint="the loss differs from NT-Xent on fresh inputs"),
-        kit.same(1, "loss", [("n5", "n5_rescaled")],
-                    hint="rescaling rows changed the loss: L2-normalize the rows (cosine similarity)"),
-        kit.same(1, "loss", [("n5", "n5_swapped"), ("n5", "n5_permuted")],
-                    hint="swapping the views or permuting the batch (both views alike) changed the loss: row i of "
-                         "proj_feat1 pairs with row i of proj_feat2, and every anchor of both views counts"),
-        kit.matches(1, "loss", _closed_form, cases=("closed_form",),
-                       hint="identical views with orthogonal rows should give -log(e^(1/T) / (e^(1/T) + 2N - 2))"),
-        kit.matches(0.5, "loss", contrastive_reference, cases=("cold",), rtol=1e-3,
-                       hint="at a small temperature (T = 0.01) the loss overflows or loses precision: compute it as a "
-                            "cross-entropy / logsumexp of the logits, not exp then log"),
-        kit.holds(0.5, _contrastive_grads),
-    ],
+    checks=nt_xent_checks(CONTRASTIVE_MISTAKES, ("proj_feat1", "proj_feat2")),
     forbidden=("labkit.losses.contrastive_loss",),
-    gate=kit.holds(0, kit.all_pass(
-        kit.varies("loss", cases=("n5", "n6", "closed_form"), hint="the loss is the same (or not finite) on different "
-                                                                  "inputs"),
-        kit.same(0, "loss", [("n5", "n5_again")], hint="the loss changes between two calls on the same inputs"))),
+    gate=NT_XENT_GATE,
     solutions=(
         Example("positive first, then the 2N - 2 negatives, as one cross-entropy", """\
 def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):

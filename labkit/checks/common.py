@@ -20,3 +20,23 @@ def assert_close(got: torch.Tensor, expected: torch.Tensor, what: str, hint: str
 
 def generator(thorough: bool) -> torch.Generator:
     return torch.Generator().manual_seed(int(torch.randint(2**31, (1,))) if thorough else 0)
+
+
+def assert_nt_xent(loss_fn, name: str, thorough: bool = False) -> None:
+    """``loss_fn(z1, z2, temperature)`` is NT-Xent (labs 2 and 4): labkit's loss on a small example, and the closed
+    form for identical views with orthogonal rows; ``name`` is how messages call it."""
+    import math
+
+    from .. import losses
+
+    g = generator(thorough)
+    z1, z2 = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    assert_close(as_tensor(loss_fn(z1, z2, temperature=0.5), name).reshape(()), losses.contrastive_loss(z1, z2, 0.5),
+                 "NT-Xent", "L2-normalize the rows, pair view i with view i + N (not with itself), drop only k = i "
+                 "from the denominator, average over all 2N anchors.")
+    n, t = 3, 0.5
+    z = torch.eye(n, 2 * n)
+    closed = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * n - 2))
+    got = float(as_tensor(loss_fn(z, z.clone(), temperature=t), name))
+    if abs(got - closed) > 1e-4:
+        raise AssertionError(f"identical views with orthogonal rows should give {closed:.4f}; got {got:.4f}.")
