@@ -20,6 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.fixtures.processes import processes_with
+
 from autograder.__main__ import main
 from autograder.course import Course, Labs
 from autograder.demo import hostile, mistake_submissions, perfect, submit, with_cells
@@ -66,17 +68,6 @@ def grades(course: Course, lab: str) -> dict[str, dict[str, tuple]]:
                              for g in gb.find_submission_notebook(lab, lab, sub.student_id).grades}
             for sub in gb.find_assignment(lab).submissions
         }
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
 
 
 @pytest.fixture(scope="module")

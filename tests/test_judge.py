@@ -22,6 +22,8 @@ from itertools import zip_longest
 import nbformat
 import pytest
 
+from tests.fixtures.processes import processes_with
+
 from autograder import exercises
 from autograder.course import Labs
 from autograder.exercises import judge_lab
@@ -293,17 +295,6 @@ if os.fork() == 0:
     os.setsid()
     os.execvp('sleep', ['sleep', '{marker}'])
 """
-
-
-def processes_with(marker: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(entry.name)
-        except OSError:
-            pass
-    return found
 
 
 def test_processes_forked_by_the_student_are_killed(source, tmp_path):

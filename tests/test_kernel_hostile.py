@@ -33,6 +33,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.fixtures.processes import processes_with
+
 from autograder.course import REPO_ROOT, Course, Labs
 from autograder.demo import submit, with_cells
 from autograder.feedback import feedback
@@ -218,17 +220,6 @@ def _residue() -> list[str]:
     return found
 
 
-def _pids_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """The course, graded and fed back once: (course, {student: StudentResult}, autograde + feedback log)."""
@@ -309,7 +300,7 @@ def test_the_kernel_sees_neither_the_repository_nor_the_course_and_cannot_unmoun
 @needs_jail
 def test_no_process_outlives_its_step_and_links_it_made_are_not_followed(graded):
     course, results, _ = graded
-    assert _pids_with(DAEMON) == []
+    assert processes_with(DAEMON) == []
     page = _page(course, "swapper")
     assert "Judge: 2 / 2 points" in page and "Judge: 3 / 3 points" in page
     # whether the swap came in time or not (then nbgrader or the hand-back refuses the link), nothing of the
