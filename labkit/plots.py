@@ -108,3 +108,33 @@ def plot_accuracies(results: dict, fractions, chance: float | None = None, ax=No
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_confusion(true_labels, predicted, class_names, title: str = "", axes=None):
+    """A seaborn heatmap of the confusion matrix (rows: true class) and a bar chart of per-class accuracy.
+
+    Returns ``(matrix, per_class_accuracy)`` as numpy arrays (counts, percent).
+    """
+    import seaborn as sns  # only this figure needs it
+    from sklearn.metrics import confusion_matrix
+
+    true_labels, predicted = _numpy(true_labels).astype(int), _numpy(predicted).astype(int)
+    k = len(class_names)
+    matrix = confusion_matrix(true_labels, predicted, labels=np.arange(k))
+    per_class = 100.0 * np.diag(matrix) / np.maximum(matrix.sum(1), 1)
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.4, 1]})[1]
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, xticklabels=class_names,
+                yticklabels=class_names, ax=axes[0])
+    axes[0].set_xlabel("predicted")
+    axes[0].set_ylabel("true")
+    accuracy = 100.0 * np.trace(matrix) / max(matrix.sum(), 1)
+    axes[0].set_title(f"{title} confusion matrix (accuracy {accuracy:.1f}%)".strip())
+    axes[1].barh(np.arange(k), per_class, color="tab:blue")
+    axes[1].set_yticks(np.arange(k), class_names)
+    axes[1].invert_yaxis()
+    axes[1].axvline(100.0 / k, color="gray", ls="--", lw=1, label="chance")
+    axes[1].set_xlabel("per-class test accuracy (%)")
+    axes[1].set_xlim(0, 100)
+    axes[1].legend(fontsize=8)
+    return matrix, per_class

@@ -331,3 +331,23 @@ def test_lab4_scores_from_the_real_judge(lab4):
     assert auto["mistakes"] == pytest.approx(_expected(LAB4, "mistakes"), abs=0.01)
     for student in _hostile_students(LAB4):
         assert all(auto[student][gid] <= limit + 1e-9 for gid, limit in _expected(LAB4, student).items()), student
+
+
+LAB2 = "lab2_simclr"
+
+
+@pytest.fixture(scope="module")
+def lab2(tmp_path_factory):
+    return _demo_course(tmp_path_factory, LAB2, forger=False)
+
+
+def test_lab2_scores_from_the_real_judge(lab2):
+    """Both parts of lab 2: the demo's mistakes student repeats the seeds' bugs (seed 000's nt_xent_loss, seed 001's
+    pairing), each hostile answer stays under its limit."""
+    auto, full = _auto(lab2, LAB2), _points(LAB2)
+    assert auto["perfect"] == full
+    assert auto["untouched"] == dict.fromkeys(full, 0.0)
+    assert auto["mistakes"] == pytest.approx(_expected(LAB2, "mistakes"), abs=0.01)
+    assert auto["mistakes"]["nt_xent_loss_test"] <= full["nt_xent_loss_test"] / 2  # the seed's own loss
+    for student in _hostile_students(LAB2):
+        assert all(auto[student][gid] <= limit + 1e-9 for gid, limit in _expected(LAB2, student).items()), student

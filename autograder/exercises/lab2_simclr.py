@@ -470,6 +470,18 @@ def _recorded(encoder, what):
     return (to_numpy(torch.cat(encoder.inputs), what), to_numpy(torch.cat(encoder.outputs), what))
 
 
+def _own_loss(step, a: torch.Tensor, b: torch.Tensor, temperature: float) -> np.ndarray:
+    """The student's own ``nt_xent_loss`` (looked up where their step function looks it up) on ``a`` and ``b``, or
+    NaN: a step that calls it correctly is right even when that loss is wrong (the loss's exercise grades it)."""
+    loss_fn = getattr(step, "__globals__", {}).get("nt_xent_loss")
+    if not callable(loss_fn) or len(a) == 0:
+        return np.array(np.nan)
+    try:
+        return kit.scalar(loss_fn(a, b, temperature), "nt_xent_loss")
+    except Exception:  # noqa: BLE001 - a broken loss is graded by its own exercise
+        return np.array(np.nan)
+
+
 def probe_step(simclr_step, args):
     x = tensor(args["images"])
     encoder = _Recorder(int(args["seed"]))
@@ -480,6 +492,9 @@ def probe_step(simclr_step, args):
     out["grads"] = np.array([float(p.grad.abs().sum()) if p.grad is not None else np.nan
                              for p in encoder.parameters()])
     out["inputs"], out["outputs"] = _recorded(encoder, "the encoder's inputs")
+    h = torch.from_numpy(out["outputs"]).float()
+    out["own_loss"] = _own_loss(simclr_step, h[: len(x)], h[len(x):], STEP_TEMPERATURE) if len(h) == 2 * len(x) \
+        else np.array(np.nan)
     again = _Recorder(int(args["seed"]))
     simclr_step(again, x.clone(), temperature=STEP_TEMPERATURE)
     out["inputs_again"], _ = _recorded(again, "the encoder's inputs")
@@ -526,7 +541,9 @@ def _step_loss(ev):
         return "the loss should be NT-Xent between the encoder's outputs for the two views"
     reference = contrastive_reference({"z1": h[: len(x)].astype(F32), "z2": h[len(x):].astype(F32),
                                        "temperature": np.array(STEP_TEMPERATURE)})
-    if kit.close(ev.get("batch", "loss"), reference, rtol=1e-3, atol=1e-4):
+    loss = ev.get("batch", "loss")
+    if kit.close(loss, reference, rtol=1e-3, atol=1e-4) or kit.close(loss, ev.get("batch", "own_loss"), rtol=1e-3,
+                                                                     atol=1e-4):
         return None
     return "the loss is not NT-Xent (at the given temperature) between the encoder's outputs for view 1 and view 2"
 
@@ -588,4 +605,593 @@ def simclr_step(encoder, x, temperature=0.5):
     ),
 )
 
-EXERCISES = [CUTOUT, LOGITS, NT_XENT, STEP]
+
+
+# ============================================================================ part 2: SimCLR on STL-10 / CIFAR-10
+# ---------------------------------------------------------------------------- projection_head
+
+def head_cases(rng: np.random.Generator):
+    return {"small": {"x": rng.normal(size=(64, 12)).astype(F32), "in_dim": np.array(12), "out_dim": np.array(5)},
+            "default": {"x": rng.normal(size=(64, 20)).astype(F32), "in_dim": np.array(20)}}
+
+
+def probe_head(projection_head, args):
+    x, in_dim = tensor(args["x"]), int(args["in_dim"])
+    make = ((lambda: projection_head(in_dim, int(args["out_dim"]))) if "out_dim" in args
+            else (lambda: projection_head(in_dim)))
+    head = make()
+    if not isinstance(head, torch.nn.Module):
+        raise TypeError(f"projection_head should return a torch.nn.Module, got {type(head).__name__}")
+    head.train()
+    out = head(x)
+    loss = out.pow(2).mean() if isinstance(out, torch.Tensor) else None
+    if loss is not None and loss.requires_grad:
+        loss.backward()
+    grads = np.array([float(p.grad.abs().sum()) if p.grad is not None else np.nan for p in head.parameters()])
+    head.eval()
+    with torch.no_grad():  # eval mode: BatchNorm (if any) is a fixed affine map, so only a nonlinearity breaks f(a+b)
+        a, b = x[:32], x[32:]
+        gap = head(a + b) - head(a) - head(b) + head(torch.zeros_like(a))
+        wide = head(3 * torch.randn(512, in_dim, generator=torch.Generator().manual_seed(0)))
+    other = make().eval()
+    with torch.no_grad():
+        again = other(x[:32])
+    return {"out": to_numpy(out, "the head's output"), "grads": grads if grads.size else np.full(1, np.nan),
+            "gap": to_numpy(gap, "the head's output"), "wide_min": np.array(float(to_numpy(wide, "the output").min())),
+            "fresh_gap": np.array(float(np.abs(to_numpy(again, "the output") - to_numpy(head(x[:32]), "the output")).max()))}
+
+
+def _head_shape(ev):
+    for case, out_dim in (("small", 5), ("default", 64)):
+        x, out = ev.inputs[case]["x"], ev.get(case, "out")
+        if out.shape != (len(x), out_dim):
+            extra = " (out_dim defaults to 64)" if case == "default" else ""
+            return f"projection_head({x.shape[1]}{', 5' if case == 'small' else ''}) should map (B, {x.shape[1]}) to " \
+                   f"(B, {out_dim}){extra}; got {describe(out)}"
+    return None
+
+
+def describe(a):
+    return kit.describe_shape(a)
+
+
+def _head_nonlinear(ev):
+    if all(np.abs(ev.get(c, "gap")).max() > 1e-4 for c in ("small", "default")):
+        return None
+    return ("the head is a linear map (one nn.Linear, or several with nothing in between collapse into one): put a "
+            "ReLU between two Linear layers, as SimCLR's head does")
+
+
+def _head_output_sign(ev):
+    if all(ev.get(c, "wide_min") < 0 for c in ("small", "default")):
+        return None
+    return ("the head's output is never negative: it ends with a ReLU, which confines z to one orthant (cosine "
+            "similarities of z can never be negative); end with the last nn.Linear")
+
+
+def _head_trainable(ev):
+    g = np.concatenate([ev.get(c, "grads") for c in ("small", "default")])
+    if g.size and np.all(np.isfinite(g)) and np.all(g > 0):
+        return None
+    return "a gradient should reach every parameter of the head (no torch.no_grad, .detach() or frozen layers)"
+
+
+def _head_fresh(ev):
+    if all(ev.get(c, "fresh_gap") > 1e-6 for c in ("small", "default")):
+        return None
+    return ("two calls returned heads with the same weights: build a new nn.Module inside projection_head on every "
+            "call (a module created once outside would be shared by every model)")
+
+
+def _head_gate(ev):
+    out = ev.get("small", "out")
+    if out.ndim == 2 and len(out) == len(ev.inputs["small"]["x"]) and np.all(np.isfinite(out)) and out.std() > 0:
+        return None
+    return "the head should map each of the B rows to a vector"
+
+
+HEAD = Exercise(
+    grade_id="projection_head_test",
+    function="projection_head",
+    cases=head_cases,
+    probe=probe_head,
+    checks=[kit.holds(1.0, _head_shape), kit.holds(1.0, _head_nonlinear), kit.holds(0.5, _head_output_sign),
+            kit.holds(0.25, _head_trainable), kit.holds(0.25, _head_fresh)],
+    forbidden=("labkit.models.mlp",),
+    gate=kit.holds(0, _head_gate),
+    mistakes=(
+        Example("one linear layer", """\
+def projection_head(in_dim, out_dim=64):
+    # Mistake: a linear head (no nonlinearity).
+    return nn.Linear(in_dim, out_dim)
+""", share=2 / 3, message="linear map", demo=True),
+        Example("a ReLU after the last layer", """\
+def projection_head(in_dim, out_dim=64):
+    # Mistake: z passes through a final ReLU.
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim), nn.ReLU())
+""", share=2.5 / 3, message="never negative"),
+    ),
+    solutions=(
+        Example("with BatchNorm and a wider hidden layer (SimCLR v2 style)", """\
+def projection_head(in_dim, out_dim=64):
+    return nn.Sequential(nn.Linear(in_dim, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, out_dim))
+""", share=1.0),
+    ),
+    hostile=(
+        Example("labkit's mlp", """\
+from labkit import models
+
+def projection_head(in_dim, out_dim=64):
+    return models.mlp(in_dim, 64, out_dim)
+""", share=0.0),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- contrastive_step
+
+CONTRASTIVE_T = 0.3  # not the default: the step must pass its temperature on
+
+
+def contrastive_step_cases(rng: np.random.Generator):
+    return {"batch": {"images": rng.uniform(0, 1, (12, 3, 8, 8)).astype(F32), "seed": np.array(int(rng.integers(1000)))}}
+
+
+class _SmallEncoder(torch.nn.Module):
+    """A seeded conv encoder (B, 3, 8, 8) -> (B, 10) that records what it saw and returned."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = torch.nn.Conv2d(3, 4, kernel_size=3)
+        self.fc = torch.nn.Linear(4 * 3 * 3, 10)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        self.inputs, self.outputs = [], []
+
+    def forward(self, x):
+        h = self.fc(torch.nn.functional.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))
+        self.inputs.append(x.detach().clone())
+        self.outputs.append(h.detach().clone())
+        return h
+
+
+class _SmallHead(torch.nn.Module):
+    """A seeded head (B, 10) -> (B, 6) that records what it returned."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed + 1)
+        self.a, self.b = torch.nn.Linear(10, 10), torch.nn.Linear(10, 6)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        self.outputs = []
+
+    def forward(self, h):
+        z = self.b(torch.relu(self.a(h)))
+        self.outputs.append(z.detach().clone())
+        return z
+
+
+def _noisy_augment(seed: int):
+    """A stand-in for an augmentation pipeline: fresh noise on every call (and per image), clamped to [0, 1]."""
+    g = torch.Generator().manual_seed(seed + 2)
+
+    def augment(x, generator=None):
+        return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+    return augment
+
+
+def probe_contrastive_step(contrastive_step, args):
+    x, seed = tensor(args["images"]), int(args["seed"])
+    encoder, head = _SmallEncoder(seed), _SmallHead(seed)
+    loss = contrastive_step(encoder, head, x.clone(), _noisy_augment(seed), temperature=CONTRASTIVE_T)
+    out = {"loss": kit.scalar(loss, "the loss")}
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
+        loss.backward()
+    for name, module in (("encoder_grads", encoder), ("head_grads", head)):
+        out[name] = np.array([float(p.grad.abs().sum()) if p.grad is not None else np.nan for p in module.parameters()])
+    empty = np.full((0,), np.nan)
+    out["inputs"] = to_numpy(torch.cat(encoder.inputs), "the encoder's inputs") if encoder.inputs else empty
+    out["h"] = to_numpy(torch.cat(encoder.outputs), "the encoder's outputs") if encoder.outputs else empty
+    out["z"] = to_numpy(torch.cat(head.outputs), "the head's outputs") if head.outputs else empty
+    for key in ("z", "h"):
+        v, n = torch.from_numpy(out[key]).float(), len(x)
+        out[f"own_{key}"] = (_own_loss(contrastive_step, v[:n], v[n:], CONTRASTIVE_T) if len(v) == 2 * n
+                             else np.array(np.nan))
+    return out
+
+
+def _two_halves(ev, key, width):
+    a, n = ev.get("batch", key), len(ev.inputs["batch"]["images"])
+    return (a[:n], a[n:]) if a.shape == (2 * n, width) else None
+
+
+def _cstep_views(ev):
+    x, seen = ev.inputs["batch"]["images"], ev.get("batch", "inputs")
+    if seen.shape != (2 * len(x),) + x.shape[1:]:
+        return f"the encoder should see two views of the {len(x)} images ({2 * len(x)} images, in one call or two)"
+    first, second = seen[: len(x)], seen[len(x):]
+    if any(_same(v, x).mean() > 0.5 for v in (first, second)):
+        return "one of the two views is the original batch: pass both views through augment"
+    if _same(first, second).mean() > 0.5:
+        return "the two views are the same images: call augment once per view, never reuse one view twice"
+    return None
+
+
+def _nt_xent_of(pair, temperature):
+    return contrastive_reference({"z1": pair[0].astype(F32), "z2": pair[1].astype(F32),
+                                  "temperature": np.array(temperature)})
+
+
+def _cstep_loss(ev):
+    loss, z, h = ev.get("batch", "loss"), _two_halves(ev, "z", 6), _two_halves(ev, "h", 10)
+    own = lambda key: kit.close(loss, ev.get("batch", key), rtol=1e-3, atol=1e-4)  # noqa: E731 (the student's loss)
+    if z is not None and (kit.close(loss, _nt_xent_of(z, CONTRASTIVE_T), rtol=1e-3, atol=1e-4) or own("own_z")):
+        return None
+    if h is not None and (kit.close(loss, _nt_xent_of(h, CONTRASTIVE_T), rtol=1e-3, atol=1e-4) or own("own_h")):
+        return ("the loss is on the encoder's features h: SimCLR puts NT-Xent on the head's outputs "
+                "z = head(encoder(view)) and keeps h for the downstream task")
+    if z is not None and kit.close(loss, _nt_xent_of(z, 0.5), rtol=1e-3, atol=1e-4):
+        return "the loss ignores the temperature argument: pass temperature on to nt_xent_loss"
+    return "the loss should be NT-Xent (at the given temperature) between z = head(encoder(view)) of the two views"
+
+
+def _cstep_grads(ev):
+    """Every encoder parameter gets a gradient, and so does the head's when the head was used (skipping the head
+    is the loss check's business)."""
+    def reached(key):
+        g = ev.get("batch", key)
+        return bool(g.size and np.all(np.isfinite(g)) and np.all(g > 0))
+
+    head_used = ev.get("batch", "z").size > 0
+    if reached("encoder_grads") and (reached("head_grads") or not head_used):
+        return None
+    return ("a gradient should reach every parameter of the encoder and of the head: return the loss as a tensor, "
+            "without torch.no_grad(), .detach() or .item() on the way")
+
+
+def _cstep_gate(ev):
+    x, seen = ev.inputs["batch"]["images"], ev.get("batch", "inputs")
+    return None if seen.shape == (2 * len(x),) + x.shape[1:] else "the encoder never saw the two views of the batch"
+
+
+CONTRASTIVE_STEP = Exercise(
+    grade_id="contrastive_step_test",
+    function="contrastive_step",
+    cases=contrastive_step_cases,
+    probe=probe_contrastive_step,
+    checks=[kit.holds(1.0, _cstep_views), kit.holds(1.0, _cstep_loss), kit.holds(1.0, _cstep_grads)],
+    forbidden=("labkit.losses.contrastive_loss",),
+    gate=kit.holds(0, _cstep_gate),
+    mistakes=(
+        Example("the loss on h, the head skipped", """\
+def contrastive_step(encoder, head, x, augment, temperature=0.5):
+    # Mistake: NT-Xent on the encoder's features, not on the head's outputs.
+    return nt_xent_loss(encoder(augment(x)), encoder(augment(x)), temperature)
+""", share=2 / 3, message="features h", demo=True),
+        Example("one view used twice", """\
+def contrastive_step(encoder, head, x, augment, temperature=0.5):
+    # Mistake: a single augmented view, paired with itself.
+    v = augment(x)
+    return nt_xent_loss(head(encoder(v)), head(encoder(v)), temperature)
+""", share=2 / 3, message="the two views are the same images"),
+    ),
+    solutions=(
+        Example("both views in one forward pass", """\
+def contrastive_step(encoder, head, x, augment, temperature=0.5):
+    z = head(encoder(torch.cat([augment(x), augment(x)])))
+    return nt_xent_loss(*z.chunk(2), temperature)
+""", share=1.0),
+    ),
+    hostile=(
+        Example("labkit's loss", """\
+from labkit import losses
+
+def contrastive_step(encoder, head, x, augment, temperature=0.5):
+    return losses.contrastive_loss(head(encoder(augment(x))), head(encoder(augment(x))), temperature)
+""", share=0.0),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- frozen_features
+
+FEATURE_BATCH = 32
+
+
+def features_cases(rng: np.random.Generator):
+    images = rng.integers(0, 256, (70, 3, 8, 8)).astype(np.uint8)  # 70 = 2 x 32 + a partial batch of 6
+    return {"images": {"images": images, "seed": np.array(int(rng.integers(1000)))}}
+
+
+class _BNEncoder(torch.nn.Module):
+    """A seeded encoder with BatchNorm (running statistics far from a fresh layer's), left in train mode as a
+    training loop leaves it: (B, 3, 8, 8) -> (B, 6)."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv, self.bn, self.fc = torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5), torch.nn.Linear(5, 6)
+        with torch.no_grad():
+            for p in [self.conv.weight, self.conv.bias, self.fc.weight, self.fc.bias]:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            self.bn.running_mean.copy_(torch.randn(5, generator=g))
+            self.bn.running_var.copy_(torch.rand(5, generator=g) + 0.5)
+        self.train()
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+def _state(module):
+    return np.concatenate([t.detach().double().flatten().numpy() for t in module.state_dict().values()])
+
+
+def probe_features(frozen_features, args):
+    encoder = _BNEncoder(int(args["seed"]))
+    before = _state(encoder)
+    images = torch.from_numpy(np.array(args["images"], dtype=np.uint8))
+    feats = frozen_features(encoder, images.clone(), batch_size=FEATURE_BATCH)
+    out = {"features": to_numpy(feats, "the features"),
+           "requires_grad": np.array(bool(isinstance(feats, torch.Tensor) and feats.requires_grad)),
+           "state_change": np.array(float(np.abs(_state(encoder) - before).max()))}
+    return out
+
+
+def _reference_features(a, train_mode=False, scale=255.0, rows=None):
+    encoder = _BNEncoder(int(a["seed"]))
+    encoder.train(train_mode)
+    x = torch.from_numpy(a["images"].astype(F32)) / scale
+    with torch.no_grad():
+        if train_mode:  # batch statistics, batch by batch
+            h = torch.cat([encoder(b) for b in x.split(FEATURE_BATCH)])
+        else:
+            h = encoder(x)
+    return h[:rows].double().numpy()
+
+
+FEATURES = Exercise(
+    grade_id="frozen_features_test",
+    function="frozen_features",
+    cases=features_cases,
+    probe=probe_features,
+    checks=[kit.matches(1.5, "features", _reference_features, cases=("images",), rtol=1e-4, atol=1e-4,
+                        hint="the features should be encoder(to_float(batch)) in eval mode, for every image, in order",
+                        variants=[(lambda a: _reference_features(a, train_mode=True),
+                                   "BatchNorm used each batch's own statistics: call encoder.eval() first (a "
+                                   "frozen encoder normalizes with its running statistics)"),
+                                  (lambda a: _reference_features(a, scale=1.0),
+                                   "the features are of 0-255 floats: convert each uint8 batch with to_float "
+                                   "(or / 255), as the encoder saw its training images"),
+                                  (lambda a: _reference_features(a, rows=-(len(a["images"]) % FEATURE_BATCH)),
+                                   "the last, partial batch is missing: every image needs its features")]),
+            kit.holds(1.0, lambda ev: None if ev.get("images", "state_change") <= 1e-7 else
+                      "extracting features changed the encoder (its BatchNorm running statistics or its weights): "
+                      "a frozen encoder must come out as it went in; call encoder.eval() and use torch.no_grad()"),
+            kit.holds(0.5, lambda ev: None if not ev.get("images", "requires_grad") else
+                      "the features still carry the autograd graph: compute them under torch.no_grad() (it keeps "
+                      "every activation in memory otherwise)")],
+    forbidden=("labkit.evaluation.extract_features", "labkit.evaluation.predict"),
+    gate=kit.holds(0, lambda ev: None if ev.get("images", "features").ndim == 2
+                   and 0 < len(ev.get("images", "features")) <= len(ev.inputs["images"]["images"])
+                   and ev.get("images", "features").shape[1] == 6 else
+                   "frozen_features should return the encoder's (N, D) features"),
+    mistakes=(
+        Example("BatchNorm left in train mode", """\
+def frozen_features(encoder, images, batch_size=256):
+    # Mistake: no encoder.eval(), so BatchNorm normalizes with batch statistics and updates its running ones.
+    with torch.no_grad():
+        return torch.cat([encoder(to_float(b)) for b in images.split(batch_size)])
+""", share=0.5 / 3, message="call encoder.eval()", demo=True),
+        Example("0-255 floats", """\
+def frozen_features(encoder, images, batch_size=256):
+    # Mistake: the uint8 images are cast, not scaled to [0, 1].
+    encoder.eval()
+    with torch.no_grad():
+        return torch.cat([encoder(b.float()) for b in images.split(batch_size)])
+""", share=1.5 / 3, message="0-255 floats"),
+        Example("the graph kept", """\
+def frozen_features(encoder, images, batch_size=256):
+    # Mistake: no torch.no_grad().
+    encoder.eval()
+    return torch.cat([encoder(to_float(b)) for b in images.split(batch_size)])
+""", share=2.5 / 3, message="torch.no_grad()"),
+    ),
+    hostile=(
+        Example("labkit's extract_features", """\
+from labkit import evaluation
+
+def frozen_features(encoder, images, batch_size=256):
+    return evaluation.extract_features(encoder, images, batch_size=batch_size)
+""", share=0.0),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- sklearn_probe
+
+def _blobs(rng, n, dim=8, spread=1.0):
+    """Three Gaussian classes at fixed centres 2 e_1, 2 e_2, 2 e_3 (about 90% linearly separable, on every draw),
+    in a random rotation."""
+    centres = 2.0 * np.eye(3, dim)
+    rotation = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+    labels = rng.integers(0, 3, n)
+    return ((centres[labels] + spread * rng.normal(size=(n, dim))) @ rotation).astype(F32), labels.astype(np.int64)
+
+
+def probe_cases(rng: np.random.Generator):
+    x, y = _blobs(rng, 1500)
+    train = {"train_features": x[:1000], "train_labels": y[:1000]}
+    return {"blobs": {**train, "test_features": x[1000:], "test_labels": y[1000:]},
+            "shuffled": {**train, "test_features": x[1000:], "test_labels": rng.permutation(y[1000:])}}
+
+
+def probe_sklearn(sklearn_probe, args):
+    value = sklearn_probe(tensor(args["train_features"]), tensor(args["train_labels"]),
+                          tensor(args["test_features"]), tensor(args["test_labels"]))
+    if isinstance(value, torch.Tensor):
+        return {"accuracy": kit.scalar(value, "the accuracy")}
+    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"sklearn_probe should return a number (the test accuracy in percent), got {type(value).__name__}")
+    return {"accuracy": np.array(float(value))}
+
+
+def _reference_probe(a):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(a["train_features"], a["train_labels"])
+    return 100.0 * model.score(a["test_features"], a["test_labels"])
+
+
+def _probe_blobs(ev):
+    got, want = float(ev.get("blobs", "accuracy")), _reference_probe(ev.inputs["blobs"])
+    if abs(got - want) <= 6:
+        return None
+    if abs(100 * got - want) <= 6:
+        return "return the accuracy in percent (0-100), not as a fraction"
+    return (f"on three Gaussian classes a linear classifier on the training features scores about {want:.0f}% on the "
+            f"test features; yours returned {got:.4g}")
+
+
+def _probe_shuffled(ev):
+    got = float(ev.get("shuffled", "accuracy"))
+    chance_band = (15.0, 52.0)
+    if chance_band[0] <= got <= chance_band[1] or chance_band[0] <= 100 * got <= chance_band[1]:
+        return None
+    return ("with the test labels shuffled the test accuracy should fall to chance (about 33% for three classes); "
+            "yours stayed high: score the classifier on the test features and test labels, never on the training set")
+
+
+SKLEARN_PROBE = Exercise(
+    grade_id="sklearn_probe_test",
+    function="sklearn_probe",
+    cases=probe_cases,
+    probe=probe_sklearn,
+    checks=[kit.holds(1.0, _probe_blobs), kit.holds(1.0, _probe_shuffled)],
+    forbidden=("labkit.evaluation.linear_probe",),
+    gate=kit.holds(0, lambda ev: None if np.isfinite(ev.get("blobs", "accuracy")) else "the accuracy should be a number"),
+    mistakes=(
+        Example("the training accuracy returned", """\
+def sklearn_probe(train_features, train_labels, test_features, test_labels):
+    # Mistake: scored on the training set.
+    clf = LogisticRegression(max_iter=1000).fit(train_features.cpu().numpy(), train_labels.cpu().numpy())
+    return 100 * clf.score(train_features.cpu().numpy(), train_labels.cpu().numpy())
+""", share=0.5, message="never on the training set", demo=True),
+        Example("a fraction", """\
+def sklearn_probe(train_features, train_labels, test_features, test_labels):
+    # Mistake: the accuracy as a fraction.
+    clf = LogisticRegression(max_iter=1000).fit(train_features.cpu().numpy(), train_labels.cpu().numpy())
+    return clf.score(test_features.cpu().numpy(), test_labels.cpu().numpy())
+""", share=0.5, message="in percent"),
+    ),
+    solutions=(
+        Example("a linear SVM on standardized features", """\
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+def sklearn_probe(train_features, train_labels, test_features, test_labels):
+    scaler = StandardScaler().fit(train_features.cpu().numpy())
+    svm = LinearSVC(C=0.1).fit(scaler.transform(train_features.cpu().numpy()), train_labels.cpu().numpy())
+    return 100.0 * svm.score(scaler.transform(test_features.cpu().numpy()), test_labels.cpu().numpy())
+""", share=1.0),
+    ),
+    hostile=(
+        Example("labkit's linear_probe", """\
+from labkit import evaluation
+
+def sklearn_probe(train_features, train_labels, test_features, test_labels):
+    return evaluation.linear_probe(train_features, train_labels, test_features, test_labels)
+""", share=0.0),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- kmeans_scores
+
+def kmeans_cases(rng: np.random.Generator):
+    centres = rng.normal(size=(4, 5)) * 10
+    labels = rng.integers(0, 4, 200)
+    blobs = (centres[labels] + rng.normal(size=(200, 5))).astype(F32)
+    return {"blobs": {"features": blobs, "labels": labels.astype(np.int64), "n_clusters": np.array(4)},
+            "noise": {"features": rng.normal(size=(300, 5)).astype(F32),
+                      "labels": rng.integers(0, 3, 300).astype(np.int64), "n_clusters": np.array(3)}}
+
+
+def probe_kmeans(kmeans_scores, args):
+    scores = kmeans_scores(tensor(args["features"]), tensor(args["labels"]), n_clusters=int(args["n_clusters"]), seed=0)
+    if not isinstance(scores, dict) or not {"ari", "nmi"} <= set(scores):
+        raise TypeError("kmeans_scores should return a dict with the keys 'ari' and 'nmi'")
+    out = {}
+    for key in ("ari", "nmi"):
+        value = scores[key]
+        if isinstance(value, torch.Tensor):
+            out[key] = kit.scalar(value, key)
+        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+            out[key] = np.array(float(value))
+        else:
+            raise TypeError(f"scores[{key!r}] should be a number, got {type(value).__name__}")
+    return out
+
+
+def _kmeans_blobs(ev):
+    ari, nmi = float(ev.get("blobs", "ari")), float(ev.get("blobs", "nmi"))
+    if ari > 0.95 and nmi > 0.95:
+        return None
+    return ("on four well-separated clusters k-means with n_clusters=4 finds the labels (ARI and NMI near 1); "
+            f"yours gave ARI {ari:.3g}, NMI {nmi:.3g}: fit KMeans(n_clusters) and compare its cluster ids with the labels")
+
+
+def _kmeans_noise(ev):
+    ari, nmi = float(ev.get("noise", "ari")), float(ev.get("noise", "nmi"))
+    if abs(ari) <= 0.05 and 0 <= nmi <= 0.1:
+        return None
+    if ari > 0.3:
+        return ("with labels unrelated to the features the score should be near 0: use adjusted_rand_score (the "
+                "plain Rand index is high by chance)")
+    return f"with labels unrelated to the features ARI and NMI should be near 0; yours gave ARI {ari:.3g}, NMI {nmi:.3g}"
+
+
+KMEANS = Exercise(
+    grade_id="kmeans_scores_test",
+    function="kmeans_scores",
+    cases=kmeans_cases,
+    probe=probe_kmeans,
+    checks=[kit.holds(1.0, _kmeans_blobs), kit.holds(1.0, _kmeans_noise)],
+    forbidden=("labkit.evaluation.cluster_scores",),
+    gate=kit.holds(0, lambda ev: None if np.isfinite(ev.get("blobs", "ari")) else "the scores should be numbers"),
+    mistakes=(
+        Example("the plain Rand index", """\
+from sklearn.metrics import rand_score
+
+def kmeans_scores(features, labels, n_clusters=10, seed=0):
+    # Mistake: the Rand index is not adjusted for chance.
+    ids = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(features.cpu().numpy())
+    return {"ari": rand_score(labels.cpu().numpy(), ids),
+            "nmi": normalized_mutual_info_score(labels.cpu().numpy(), ids)}
+""", share=0.5, message="adjusted_rand_score", demo=True),
+        Example("ten clusters whatever n_clusters says", """\
+def kmeans_scores(features, labels, n_clusters=10, seed=0):
+    # Mistake: the number of clusters is fixed.
+    ids = KMeans(n_clusters=10, n_init=10, random_state=seed).fit_predict(features.cpu().numpy())
+    return {"ari": adjusted_rand_score(labels.cpu().numpy(), ids),
+            "nmi": normalized_mutual_info_score(labels.cpu().numpy(), ids)}
+""", share=0.5, message="n_clusters=4"),
+    ),
+    hostile=(
+        Example("labkit's cluster_scores", """\
+from labkit import evaluation
+
+def kmeans_scores(features, labels, n_clusters=10, seed=0):
+    return evaluation.cluster_scores(features, labels, n_clusters=n_clusters, seed=seed)
+""", share=0.0),
+    ),
+)
+
+EXERCISES = [CUTOUT, LOGITS, NT_XENT, STEP, HEAD, CONTRASTIVE_STEP, FEATURES, SKLEARN_PROBE, KMEANS]

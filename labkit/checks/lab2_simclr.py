@@ -123,3 +123,148 @@ def check_simclr_step(simclr_step, thorough: bool = False) -> None:
            for p in encoder.parameters()):
         raise AssertionError("no gradient reaches every encoder parameter.")
     print("simclr_step: two fresh augmented views, NT-Xent between them, gradients reach the encoder")
+
+
+# ---------------------------------------------------------------------------- part 2
+
+def _float(value, what: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    if hasattr(value, "__float__") and not isinstance(value, bool):
+        return float(value)
+    raise AssertionError(f"{what} should be a number, got {type(value).__name__}.")
+
+
+def check_projection_head(projection_head, thorough: bool = False) -> None:
+    """An nn.Module (B, in_dim) -> (B, out_dim), nonlinear, not ending in a ReLU, new weights on every call."""
+    g = generator(thorough)
+    x = torch.randn(64, 12, generator=g)
+    head = projection_head(12, 5)
+    if not isinstance(head, torch.nn.Module):
+        raise AssertionError(f"projection_head should return an nn.Module, got {type(head).__name__}.")
+    out = as_tensor(head(x), "the head")
+    if tuple(out.shape) != (64, 5):
+        raise AssertionError(f"projection_head(12, 5) should map (64, 12) to (64, 5); got {tuple(out.shape)}.")
+    default = as_tensor(projection_head(12)(x), "the head")
+    if tuple(default.shape) != (64, 64):
+        raise AssertionError(f"out_dim should default to 64: got {tuple(default.shape)}.")
+    head.eval()
+    with torch.no_grad():
+        a, b = x[:32], x[32:]
+        if (head(a + b) - head(a) - head(b) + head(torch.zeros_like(a))).abs().max() < 1e-4:
+            raise AssertionError("the head is a linear map: put a ReLU between two nn.Linear layers.")
+        if head(3 * x).min() >= 0:
+            raise AssertionError("the head's output is never negative: do not end it with a ReLU.")
+        if torch.allclose(head(x), projection_head(12, 5).eval()(x)):
+            raise AssertionError("two calls returned the same weights: build a new module on every call.")
+    print("projection_head: (B, in_dim) -> (B, out_dim), nonlinear, z can be negative, fresh weights per call")
+
+
+class _ViewRecorder(torch.nn.Module):
+    """Encoder (B, 3, 8, 8) -> (B, 10) or head (B, 10) -> (B, 6); keeps its inputs and outputs."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.inputs, self.outputs = net, [], []
+
+    def forward(self, x):
+        out = self.net(x)
+        self.inputs.append(x.detach().clone())
+        self.outputs.append(out.detach().clone())
+        return out
+
+
+def check_contrastive_step(contrastive_step, thorough: bool = False) -> None:
+    """Two augmented views, z = head(encoder(view)), NT-Xent of z at the given temperature, gradients everywhere."""
+    g = generator(thorough)
+    torch.manual_seed(int(g.initial_seed()) % 1000)
+    nn = torch.nn
+    encoder = _ViewRecorder(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)))
+    head = _ViewRecorder(nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 6)))
+    x = torch.rand(12, 3, 8, 8, generator=g)
+    augment = lambda v, generator=None: (v + 0.2 * torch.randn(v.shape, generator=g)).clamp(0, 1)  # noqa: E731
+    loss = contrastive_step(encoder, head, x.clone(), augment, temperature=0.3)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise AssertionError("contrastive_step should return the loss, a scalar tensor.")
+    seen = torch.cat(encoder.inputs) if encoder.inputs else torch.zeros(0)
+    if tuple(seen.shape) != (24, 3, 8, 8):
+        raise AssertionError(f"the encoder should see two views of the 12 images (24 in all); it saw {tuple(seen.shape)}.")
+    if torch.equal(seen[:12], x) or torch.equal(seen[12:], x) or torch.equal(seen[:12], seen[12:]):
+        raise AssertionError("the encoder should see two different augmented views: call augment once per view.")
+    z = torch.cat(head.outputs) if head.outputs else torch.zeros(0)
+    if tuple(z.shape) != (24, 6):
+        raise AssertionError("the head should turn both views' features h into z = head(h); the loss goes on z.")
+    assert_close(loss.detach(), losses.contrastive_loss(z[:12], z[12:], 0.3), "the loss",
+                 "NT-Xent between z of view 1 and z of view 2, at the temperature given.", rtol=1e-3, atol=1e-4)
+    loss.backward()
+    if any(p.grad is None or not p.grad.abs().sum() > 0 for p in [*encoder.parameters(), *head.parameters()]):
+        raise AssertionError("a gradient should reach every parameter of the encoder and of the head.")
+    print("contrastive_step: two views, NT-Xent on z = head(encoder(view)), gradients reach encoder and head")
+
+
+def check_frozen_features(frozen_features, thorough: bool = False) -> None:
+    """Eval-mode features of every image (uint8 -> [0, 1]), under no_grad, the encoder left unchanged."""
+    g = generator(thorough)
+    torch.manual_seed(int(g.initial_seed()) % 1000)
+    nn = torch.nn
+    encoder = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(5, 6))
+    with torch.no_grad():
+        encoder[1].running_mean.normal_(generator=g)
+        encoder[1].running_var.uniform_(0.5, 1.5, generator=g)
+    encoder.train()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    images = torch.randint(0, 256, (70, 3, 8, 8), generator=g, dtype=torch.uint8)
+    feats = frozen_features(encoder, images, batch_size=32)
+    if not isinstance(feats, torch.Tensor):
+        raise AssertionError(f"frozen_features should return a tensor, got {type(feats).__name__}.")
+    if any(not torch.equal(before[k], v) for k, v in encoder.state_dict().items()):
+        raise AssertionError("the encoder changed (BatchNorm running statistics?): call encoder.eval() first.")
+    if feats.requires_grad:
+        raise AssertionError("the features carry the autograd graph: compute them under torch.no_grad().")
+    encoder.eval()
+    with torch.no_grad():
+        expected = encoder(images.float() / 255)
+    assert_close(feats.float(), expected, "the features",
+                 "encoder(to_float(batch)) in eval mode for every batch, the last partial one included.")
+    print("frozen_features: eval-mode features of every image, no graph, encoder unchanged")
+
+
+def _blob_split(g, shuffle_test=False):
+    labels = torch.randint(0, 3, (1500,), generator=g)
+    x = 2.0 * torch.eye(3, 8)[labels] + torch.randn(1500, 8, generator=g)  # three classes, about 90% separable
+    test_labels = labels[1000:][torch.randperm(500, generator=g)] if shuffle_test else labels[1000:]
+    return x[:1000], labels[:1000], x[1000:], test_labels
+
+
+def check_sklearn_probe(sklearn_probe, thorough: bool = False) -> None:
+    """Test accuracy in percent of a classifier fitted on the training features; chance when test labels are shuffled."""
+    g = generator(thorough)
+    acc = _float(sklearn_probe(*_blob_split(g)), "sklearn_probe's result")
+    if not 50 <= acc <= 100:
+        hint = " (return percent, 0-100, not a fraction)" if acc <= 1 else ""
+        raise AssertionError(f"on three Gaussian classes a linear classifier should score well above chance; got "
+                             f"{acc:.4g}{hint}.")
+    shuffled = _float(sklearn_probe(*_blob_split(generator(thorough), shuffle_test=True)), "sklearn_probe's result")
+    if shuffled > 52:
+        raise AssertionError(f"with shuffled test labels the accuracy should fall to chance (~33%), got {shuffled:.1f}: "
+                             "score on the test features and labels, not the training set.")
+    print(f"sklearn_probe: {acc:.1f}% on three Gaussian classes, {shuffled:.1f}% with the test labels shuffled")
+
+
+def check_kmeans_scores(kmeans_scores, thorough: bool = False) -> None:
+    """{'ari', 'nmi'} of k-means clusters against the labels: near 1 for clear clusters, near 0 for noise."""
+    g = generator(thorough)
+    centres = torch.randn(4, 5, generator=g) * 10
+    labels = torch.randint(0, 4, (200,), generator=g)
+    scores = kmeans_scores(centres[labels] + torch.randn(200, 5, generator=g), labels, n_clusters=4, seed=0)
+    if not isinstance(scores, dict) or not {"ari", "nmi"} <= set(scores):
+        raise AssertionError("kmeans_scores should return a dict with the keys 'ari' and 'nmi'.")
+    ari, nmi = _float(scores["ari"], "scores['ari']"), _float(scores["nmi"], "scores['nmi']")
+    if ari < 0.95 or nmi < 0.95:
+        raise AssertionError(f"four well-separated clusters with n_clusters=4 should give ARI and NMI near 1; got "
+                             f"{ari:.3g}, {nmi:.3g}.")
+    noise = kmeans_scores(torch.randn(300, 5, generator=g), torch.randint(0, 3, (300,), generator=g), n_clusters=3)
+    if abs(_float(noise["ari"], "scores['ari']")) > 0.05:
+        raise AssertionError("labels unrelated to the features should give ARI near 0: use adjusted_rand_score.")
+    print(f"kmeans_scores: ARI {ari:.2f}, NMI {nmi:.2f} on clear clusters; ARI {float(noise['ari']):.3f} on noise")

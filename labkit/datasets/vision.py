@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.datasets as tvd
 
 from labkit import config
@@ -152,12 +153,14 @@ def load_dataset(name, split="train", site=None, transform=None):
         raise RuntimeError(f"Could not load {TITLES[name]} at {site.describe()}: {err}\n{hint}") from None
 
 
-def load_tensors(name, split="train", site=None, device=None, limit=None):
+def load_tensors(name, split="train", site=None, device=None, limit=None, size=None):
     """The whole split as tensors: ``(images, labels)``.
 
     images: (N, C, H, W) uint8 (C=1, 28x28 for MNIST-like; C=3, 32x32 CIFAR-10; 96x96 STL-10).
     labels: (N,) int64, -1 for STL-10's unlabeled images. ``limit`` keeps the
-    first ``limit`` items; both tensors are moved to ``device``.
+    first ``limit`` items; both tensors are moved to ``device``. ``size`` resizes
+    every image once (antialiased, still uint8) to ``size`` x ``size``: the CPU
+    scales train on 32 px STL-10 through the same code as 96 px on a GPU.
     """
     ds = load_dataset(name, split, site)
     keep = slice(None, limit)
@@ -170,6 +173,9 @@ def load_tensors(name, split="train", site=None, device=None, limit=None):
         images = torch.from_numpy(np.ascontiguousarray(ds.data[keep]))       # (N, 3, 96, 96), H/W already fixed
         labels = torch.from_numpy(np.asarray(ds.labels[keep], dtype=np.int64))
     images = images.contiguous().to(device)
+    if size is not None and tuple(images.shape[-2:]) != (size, size):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
     return images, labels.to(dtype=torch.int64, device=device)
 
 
