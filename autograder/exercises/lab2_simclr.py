@@ -513,26 +513,49 @@ def _same(a, b):
     return np.abs(a - b).reshape(len(a), -1).max(1) <= 1e-6  # (B,) per image
 
 
+def _split(ev, key="inputs"):
+    """(original, augmented) halves of what the encoder saw, whichever order they came in; None when it did not see
+    2B images of the batch's shape or neither half is the batch itself."""
+    views, x = _views(ev, key), ev.inputs["batch"]["images"]
+    if views is None:
+        return None
+    first, second = views
+    if _same(first, x).mean() > 0.5:
+        return first, second
+    if _same(second, x).mean() > 0.5:
+        return second, first
+    return None
+
+
+def _turned_cutout(view, x):
+    """The share of images that are x with one mid-gray SQUARE, turned a quarter counter-clockwise."""
+    return float(np.mean([s is not None for s in _squares(view, x)]))
+
+
 def _step_views(ev):
     views, x = _views(ev), ev.inputs["batch"]["images"]
     if views is None:
-        return (f"the encoder should see two views of the {len(x)} images ({2 * len(x)} images of shape "
+        return (f"the encoder should see the {len(x)} images and one view of each ({2 * len(x)} images of shape "
                 f"{tuple(x.shape[1:])}, in one call or two)")
-    if any(_same(v, x).mean() > 0.5 for v in views):
-        return ("one of the two views is the original image: the seed pairs each image with one fixed augmented copy; "
-                "augment both views (cutout_and_rotate twice)")
-    if _same(*views).mean() > 0.5:
-        return "the two views are the same images: draw each view separately (two calls of cutout_and_rotate)"
+    pair = _split(ev)
+    if pair is None:
+        if all(_turned_cutout(v, x) > 0.5 for v in views):
+            return ("both views are turned: the encoder then never sees an upright digit, and every digit it is "
+                    "tested on is upright; pair each image as it is with one cutout_and_rotate view")
+        return "pair each image as it is (the batch x itself) with a cutout_and_rotate view of it"
+    if _same(*pair).mean() > 0.5:
+        return "the two views are the same images: the second one should be cutout_and_rotate(x)"
     return None
 
 
 def _step_fresh(ev):
-    first, second = _views(ev), _views(ev, "inputs_again")
+    first, second = _split(ev), _split(ev, "inputs_again")
     if first is None or second is None:
-        return "the encoder should see two views of the batch at every step"
-    if all(_same(a, b).mean() < 0.5 for a, b in zip(first, second)):
+        return "the encoder should see the batch and a fresh view of it at every step"
+    if _same(first[1], second[1]).mean() < 0.5:
         return None
-    return "two steps on the same batch saw the same views: draw new views at every step, never once before training"
+    return ("two steps on the same batch saw the same augmented view: draw a new one at every step (the blog post "
+            "augments the data once, before training, so every epoch sees one fixed pair)")
 
 
 def _step_loss(ev):
@@ -568,28 +591,39 @@ STEP = Exercise(
     function="simclr_step",
     cases=step_cases,
     probe=probe_step,
-    checks=[kit.holds(1.0, _step_views), kit.holds(0.5, _step_fresh), kit.holds(0.5, _step_loss),
+    checks=[kit.holds(1.0, _step_views), kit.holds(1.0, _step_fresh), kit.holds(1.0, _step_loss),
             kit.holds(1.0, _step_grads)],
     forbidden=("labkit.losses.contrastive_loss", "labkit.augment.cutout_and_rotate"),
     gate=kit.holds(0, _step_gate),
     mistakes=(
-        Example("the original paired with one augmented view (the seed's)", """\
+        Example("one fixed augmented copy per image, drawn once (the seed's)", """\
+_fixed_views = {}
+
+
 def simclr_step(encoder, x, temperature=0.5):
-    # Mistake: the seed's pairing, each image with one augmented copy.
-    return nt_xent_loss(encoder(x), encoder(cutout_and_rotate(x)), temperature)
-""", share=0.5, message="one of the two views is the original", demo=True),
+    # Mistake: the seed augments the data once, before training; every epoch sees the same pair.
+    key = (tuple(x.shape), float(x.sum()))
+    if key not in _fixed_views:
+        _fixed_views[key] = cutout_and_rotate(x)
+    return nt_xent_loss(encoder(x), encoder(_fixed_views[key]), temperature)
+""", share=0.75, message="augments the data once", demo=True),
+        Example("both views turned", """\
+def simclr_step(encoder, x, temperature=0.5):
+    # Mistake: both views rotated, so the encoder never sees an upright digit.
+    return nt_xent_loss(encoder(cutout_and_rotate(x)), encoder(cutout_and_rotate(x)), temperature)
+""", share=0.5, message="both views are turned"),
         Example("views encoded without gradients", """\
 def simclr_step(encoder, x, temperature=0.5):
     # Mistake: no gradient reaches the encoder.
     with torch.no_grad():
-        h1, h2 = encoder(cutout_and_rotate(x)), encoder(cutout_and_rotate(x))
+        h1, h2 = encoder(x), encoder(cutout_and_rotate(x))
     return nt_xent_loss(h1, h2, temperature)
-""", share=2 / 3, message="no gradient reaches"),
+""", share=0.75, message="no gradient reaches"),
     ),
     solutions=(
-        Example("both views in one forward pass", """\
+        Example("both views in one forward pass, the augmented one first", """\
 def simclr_step(encoder, x, temperature=0.5):
-    h = encoder(torch.cat([cutout_and_rotate(x), cutout_and_rotate(x)]))
+    h = encoder(torch.cat([cutout_and_rotate(x), x]))
     h1, h2 = h.chunk(2)
     return nt_xent_loss(h1, h2, temperature)
 """, share=1.0),
@@ -599,12 +633,10 @@ def simclr_step(encoder, x, temperature=0.5):
 from labkit import augment, losses
 
 def simclr_step(encoder, x, temperature=0.5):
-    return losses.contrastive_loss(encoder(augment.cutout_and_rotate(x)), encoder(augment.cutout_and_rotate(x)),
-                                   temperature)
+    return losses.contrastive_loss(encoder(x), encoder(augment.cutout_and_rotate(x)), temperature)
 """, share=0.0),
     ),
 )
-
 
 
 # ============================================================================ part 2: SimCLR on STL-10 / CIFAR-10

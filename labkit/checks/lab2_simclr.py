@@ -98,31 +98,44 @@ class _Recorder(torch.nn.Module):
 
 
 def check_simclr_step(simclr_step, thorough: bool = False) -> None:
-    """Two fresh augmented views through the encoder, NT-Xent between them, gradients into the encoder."""
+    """Each image as it is and a fresh cutout-and-rotate view of it through the encoder, NT-Xent between them,
+    gradients into the encoder."""
     g = generator(thorough)
     x = torch.rand(16, 1, 28, 28, generator=g)
     x[(x - 0.5).abs() < 1e-3] += 0.01
     torch.manual_seed(int(g.initial_seed()) % 1000)
-    encoder = _Recorder()
-    loss = simclr_step(encoder, x.clone(), temperature=0.5)
+
+    def run():
+        encoder = _Recorder()
+        loss = simclr_step(encoder, x.clone(), temperature=0.5)
+        seen = torch.cat(encoder.seen) if encoder.seen else torch.zeros(0)
+        if tuple(seen.shape) != (32, 1, 28, 28):
+            raise AssertionError(f"the encoder should see the 16 images and a view of each (32 images in all); it saw "
+                                 f"{tuple(seen.shape)}.")
+        halves = (seen[:16], seen[16:])
+        originals = [torch.equal(h, x) for h in halves]
+        if not any(originals):
+            raise AssertionError("one of the two should be the batch itself, unchanged (the test digits are upright); "
+                                 "the other cutout_and_rotate(x).")
+        view = halves[1] if originals[0] else halves[0]
+        if any(c is None for c in _square_corners(view, x)):
+            raise AssertionError("the other view should be cutout_and_rotate(x): a 9x9 mid-gray square, then a turn.")
+        return encoder, loss, view
+
+    encoder, loss, view = run()
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not math.isfinite(float(loss.detach())):
         raise AssertionError("simclr_step should return the loss, a finite scalar tensor.")
-    seen = torch.cat(encoder.seen) if encoder.seen else torch.zeros(0)
-    if tuple(seen.shape) != (32, 1, 28, 28):
-        raise AssertionError(f"the encoder should see two views of the 16 images (32 images in all); it saw "
-                             f"{tuple(seen.shape)}.")
-    v1, v2 = seen[:16], seen[16:]
-    if torch.equal(v1, x) or torch.equal(v2, x):
-        raise AssertionError("one of the views is the original image: augment both views.")
-    if torch.equal(v1, v2):
-        raise AssertionError("the two views are identical: draw each one separately.")
+    if torch.equal(view, run()[2]):
+        raise AssertionError("two steps on the same batch saw the same view: draw a new one at every step, never "
+                             "once before training.")
     if not loss.requires_grad:
         raise AssertionError("the loss has no gradient: do not encode the views under torch.no_grad() or detach them.")
     loss.backward()
     if any(p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0
            for p in encoder.parameters()):
         raise AssertionError("no gradient reaches every encoder parameter.")
-    print("simclr_step: two fresh augmented views, NT-Xent between them, gradients reach the encoder")
+    print("simclr_step: each image with a fresh cutout-and-rotate view of it, NT-Xent between them, gradients reach "
+          "the encoder")
 
 
 # ---------------------------------------------------------------------------- part 2
