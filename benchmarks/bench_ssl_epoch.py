@@ -16,8 +16,8 @@ import time
 import torch
 import torchvision.transforms.v2 as T
 
-from common import machine, sync
-from labkit import augment, losses, models, runtime
+from common import machine, simclr_epoch, sync
+from labkit import augment, models, runtime
 from labkit.datasets import dsprites
 
 AFFINE = dict(degrees=90, translate=(0.2, 0.2), scale=(0.8, 1.2))
@@ -36,22 +36,6 @@ class TwoViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         x = self.images[i].unsqueeze(0).float()  # (1, 64, 64)
         return self.transform(x), self.transform(x)
-
-
-def epoch(batches, device):
-    """Train one epoch over ``batches`` (an iterable of view pairs); returns seconds."""
-    torch.manual_seed(0)
-    model = models.DSpritesEncoder().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sync(device)
-    start = time.perf_counter()
-    for x1, x2 in batches:
-        loss = losses.contrastive_loss(model(x1.to(device, non_blocking=True)), model(x2.to(device, non_blocking=True)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(device)
-    return time.perf_counter() - start
 
 
 def main():
@@ -87,8 +71,8 @@ def main():
     sync(device)
     t0 = time.perf_counter(); [None for _ in labkit_batches()]; sync(device); data_labkit = time.perf_counter() - t0
     t0 = time.perf_counter(); [None for _ in loader]; data_loader = time.perf_counter() - t0
-    ep_labkit = epoch(labkit_batches(), device)
-    ep_loader = epoch(loader, device)
+    ep_labkit = simclr_epoch(labkit_batches(), models.DSpritesEncoder, device)
+    ep_loader = simclr_epoch(loader, models.DSpritesEncoder, device)
 
     print(f"SimCLR epoch on {len(train)} generated dSprites images, batch {args.batch_size}; {machine()}")
     print(f"  augmentation only: labkit {data_labkit:7.2f} s   DataLoader+torchvision ({args.workers} workers) "

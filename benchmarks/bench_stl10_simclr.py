@@ -20,8 +20,8 @@ import torch.nn as nn
 import torchvision.transforms as T
 from PIL import Image
 
-from common import machine, sync
-from labkit import augment, config, losses, runtime
+from common import machine, simclr_epoch, sync
+from labkit import augment, config, runtime
 from labkit.datasets import vision
 from labkit.images import to_float
 
@@ -52,23 +52,9 @@ class SeedTwoViews(torch.utils.data.Dataset):
         return self.transform(image), self.transform(image)
 
 
-def run_epoch(batches, device, bf16: bool) -> float:
-    """Train encoder + head for one pass over ``batches`` (pairs of views); returns seconds."""
-    torch.manual_seed(0)
-    encoder = small_cnn().to(device)
-    head = nn.Sequential(nn.Linear(64 * 12 * 12, 64), nn.ReLU(), nn.Linear(64, 64)).to(device)
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
-    sync(device)
-    start = time.perf_counter()
-    for x1, x2 in batches:
-        x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = losses.contrastive_loss(head(encoder(x1)), head(encoder(x2)), 0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(device)
-    return time.perf_counter() - start
+def lab_model() -> nn.Sequential:
+    """The lab's encoder and its projection head to 64-d."""
+    return nn.Sequential(small_cnn(), nn.Linear(64 * 12 * 12, 64), nn.ReLU(), nn.Linear(64, 64))
 
 
 def main():
@@ -101,8 +87,8 @@ def main():
     t0 = time.perf_counter(); [None for _ in labkit_batches()]; sync(device); data_labkit = time.perf_counter() - t0
     t0 = time.perf_counter(); [None for _ in loader]; data_seed = time.perf_counter() - t0
     bf16 = device.type == "cuda"
-    epoch_labkit = run_epoch(labkit_batches(), device, bf16=bf16)
-    epoch_seed = run_epoch(loader, device, bf16=False)
+    epoch_labkit = simclr_epoch(labkit_batches(), lab_model, device, bf16=bf16)
+    epoch_seed = simclr_epoch(loader, lab_model, device)
     n = len(images) - len(images) % args.batch_size
     print(f"SimCLR epoch, lab 2 part 2: {n} STL-10-sized images ({size} px, stand-in), two views, batch "
           f"{args.batch_size}; {machine()}")

@@ -20,6 +20,26 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def simclr_epoch(batches, make_model, device, bf16: bool = False) -> float:
+    """Seconds to train a fresh ``make_model()`` (seeded) with NT-Xent over ``batches``, pairs of views (Adam)."""
+    from labkit import losses
+
+    torch.manual_seed(0)
+    model = make_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sync(device)
+    start = time.perf_counter()
+    for x1, x2 in batches:
+        x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            loss = losses.contrastive_loss(model(x1), model(x2))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def timed(fn, device, repeats: int = 3) -> float:
     """Best wall time of ``repeats`` calls of ``fn`` (after one warm-up call), in seconds."""
     fn()

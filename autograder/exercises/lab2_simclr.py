@@ -444,17 +444,23 @@ def step_cases(rng: np.random.Generator):
     return {"batch": {"images": x.astype(F32), "seed": np.array(int(rng.integers(1000)))}}
 
 
+def _seed_weights(module: torch.nn.Module, seed: int, scale: float) -> torch.nn.Module:
+    """Set every parameter of ``module`` to ``scale`` x N(0, 1) draws from ``seed`` (the same net in parent and child)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return module
+
+
 class _Recorder(torch.nn.Module):
     """A small seeded encoder that keeps every batch it is given and what it returned."""
 
     def __init__(self, seed: int):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
         self.conv = torch.nn.Conv2d(1, 4, kernel_size=5)
         self.fc = torch.nn.Linear(4 * 12 * 12, 16)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+        _seed_weights(self, seed, 0.2)
         self.inputs, self.outputs = [], []
 
     def forward(self, x):
@@ -774,12 +780,9 @@ class _SmallEncoder(torch.nn.Module):
 
     def __init__(self, seed: int):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
         self.conv = torch.nn.Conv2d(3, 4, kernel_size=3)
         self.fc = torch.nn.Linear(4 * 3 * 3, 10)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        _seed_weights(self, seed, 0.3)
         self.inputs, self.outputs = [], []
 
     def forward(self, x):
@@ -794,11 +797,8 @@ class _SmallHead(torch.nn.Module):
 
     def __init__(self, seed: int):
         super().__init__()
-        g = torch.Generator().manual_seed(seed + 1)
         self.a, self.b = torch.nn.Linear(10, 10), torch.nn.Linear(10, 6)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        _seed_weights(self, seed + 1, 0.3)
         self.outputs = []
 
     def forward(self, h):
