@@ -31,6 +31,7 @@ _BUILTIN = {
     "sites": {
         "local": {"root": "~/labkit_data", "download": True},
         "colab": {"root": "/content/data", "download": True},
+        "colab_drive": {"root": "/content/drive/MyDrive/labkit_data", "download": True},  # Google Drive, mounted
         "offline": {"root": "~/.cache/labkit/offline", "download": False, "synthetic": True},
     },
 }

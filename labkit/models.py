@@ -98,29 +98,53 @@ class ConvEncoder(nn.Module):
 
 
 class ResNet18Encoder(nn.Module):
-    """torchvision's ResNet-18 without its classifier: (B, 3, H, W) -> (B, 512).
+    """torchvision's ResNet-18 without its classifier: (B, 3, H, W) -> (B, 8 * width), 512 at the default width.
 
     ``small_images=True`` swaps the 7x7 stride-2 stem and max-pool for a 3x3
-    stride-1 conv, the usual change for 32x32 / 96x96 inputs (SimCLR's CIFAR setup).
+    stride-1 conv, the usual change for 32x32 inputs (SimCLR's CIFAR setup); STL-10's
+    96 px images keep the standard stem (as the published STL-10 BYOL / SimCLR runs).
+    ``width`` is the first stage's channel count (64 in ResNet-18; the four stages have
+    width, 2, 4, 8 x width): the CPU scales of lab 3 use width 8, the same blocks and code.
     A fresh instance per call: the baseline and the SSL encoder never share weights.
     """
 
-    feature_dim = 512
-
-    def __init__(self, small_images: bool = True):
+    def __init__(self, small_images: bool = True, width: int = 64):
         super().__init__()
         net = torchvision.models.resnet18(weights=None)
+        if width != 64:
+            _rebuild_stages(net, width)
         if small_images:
-            net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            net.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
             net.maxpool = nn.Identity()
         net.fc = nn.Identity()
         self.net = net
+        self.feature_dim = 8 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def get_features(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
+
+
+def _rebuild_stages(net: torchvision.models.ResNet, width: int) -> None:
+    """Replace the stem and the four stages of a torchvision ResNet-18 by ones of ``width`` channels
+    (torchvision's own ``_make_layer`` and initialization)."""
+    block = torchvision.models.resnet.BasicBlock
+    net.inplanes = width
+    net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    net.layer1 = net._make_layer(block, width, 2)
+    net.layer2 = net._make_layer(block, 2 * width, 2, stride=2)
+    net.layer3 = net._make_layer(block, 4 * width, 2, stride=2)
+    net.layer4 = net._make_layer(block, 8 * width, 2, stride=2)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> nn.Sequential:

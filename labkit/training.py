@@ -26,9 +26,21 @@ from .runtime import get_device
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Every target parameter becomes ``tau * target + (1 - tau) * online`` (in place)."""
+    """Every target parameter becomes ``tau * target + (1 - tau) * online`` (in place).
+
+    BatchNorm's running statistics (every floating-point buffer) follow the same moving
+    average, so that the target in eval mode normalizes with statistics that belong to its
+    averaged weights; integer buffers (``num_batches_tracked``) are copied from the online
+    network. Forgetting the buffers (the seed's EMA) leaves them at their initial values
+    whenever the target is used in eval mode.
+    """
     for t, o in zip(target.parameters(), online.parameters(), strict=True):
         t.lerp_(o, 1.0 - tau)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        if t.is_floating_point():
+            t.lerp_(o, 1.0 - tau)
+        else:
+            t.copy_(o)
 
 
 def cosine_tau(step: int, total_steps: int, base: float = 0.996) -> float:
@@ -166,37 +178,88 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
     return encoder.eval(), history
 
 
+def collapse_monitor(z: torch.Tensor) -> torch.Tensor:
+    """How spread out a batch of projections is: the standard deviation over the batch of the
+    L2-normalized rows, averaged over the D dimensions and multiplied by sqrt(D).
+
+    About 1 for rows spread evenly over the unit sphere, 0 when every image maps to the same
+    point (a collapse). z (B, D) -> a 0-d tensor, on z's device (no host sync).
+    """
+    unit = nn.functional.normalize(z.detach().float(), dim=1)
+    return unit.std(dim=0).mean() * math.sqrt(z.shape[1])
+
+
+def byol_step(online: nn.Module, predictor: nn.Module, target: nn.Module, x1: torch.Tensor,
+              x2: torch.Tensor) -> torch.Tensor:
+    """The symmetric BYOL loss of two views x1, x2 (B, C, H, W) of the same images:
+    ``byol_loss(p1, z2') + byol_loss(p2, z1')`` with p = predictor(online(x)), z' = target(x) under no_grad."""
+    p1, p2 = predictor(online(x1)), predictor(online(x2))  # (B, D) each
+    with torch.no_grad():
+        z1, z2 = target(x1), target(x2)                    # (B, D), no graph: the target gets no gradient
+    return losses.byol_loss(p1, z2) + losses.byol_loss(p2, z1)
+
+
 def train_byol(encoder: nn.Module, images: torch.Tensor, augment: Callable | tuple[Callable, Callable], *,
                projector: nn.Module, predictor: nn.Module, num_epochs: int = 10, batch_size: int = 256,
-               lr: float = 3e-4, base_tau: float = 0.996, seed: int | None = None, device=None,
-               progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+               lr: float = 3e-4, base_tau: float = 0.996, tau_schedule: str = "cosine",
+               step: Callable | None = None, update: Callable | None = None, schedule: Callable | None = None,
+               seed: int | None = None, device=None, progress: bool | None = None,
+               compile: bool = False) -> tuple[nn.Module, np.ndarray, np.ndarray]:
     """BYOL: the online network (encoder, projector, predictor) regresses an EMA target network.
 
-    ``augment`` is one transform or a pair (view 1, view 2) for the paper's asymmetric views.
-    The target starts as a copy of the online encoder and projector and follows them with
-    ``ema_update`` at rate ``cosine_tau``. Returns the online encoder and per-step losses.
+    ``augment`` is one transform or a pair (view 1, view 2) for the paper's asymmetric views; both
+    views of a step are drawn from the same batch of images. The target starts as a copy of the
+    online encoder and projector, gets no gradient, and follows them after every step with
+    ``update(target, online, tau)`` (default :func:`ema_update`) at ``tau = schedule(step,
+    total_steps, base_tau)`` (default :func:`cosine_tau`; ``tau_schedule="constant"`` keeps
+    ``base_tau``: ``base_tau=0`` makes the target a copy of the online network, an ablation).
+    The target runs in train mode, as the online network does: its BatchNorm layers normalize each
+    view with that batch's statistics. ``step(online, predictor, target, x1, x2) -> loss`` defaults
+    to :func:`byol_step`; a lab passes its students' own functions. ``predictor=nn.Identity()`` is
+    the no-predictor ablation. On CUDA: channels_last, bf16 autocast, optionally ``torch.compile``.
+
+    Returns the online encoder (eval mode), the per-step losses and the per-step collapse monitor
+    (:func:`collapse_monitor` of the online projections of view 1), both (steps,) float32.
     """
     device, images = _prepare(encoder, images, device)
     aug1, aug2 = augment if isinstance(augment, tuple) else (augment, augment)
+    step = step or byol_step
+    update = update or ema_update
+    if tau_schedule not in ("cosine", "constant"):
+        raise ValueError(f"tau_schedule must be 'cosine' or 'constant', got {tau_schedule!r}")
+    schedule = schedule or (cosine_tau if tau_schedule == "cosine" else (lambda i, total, base: base))
     online = nn.Sequential(encoder, projector).to(device)
     predictor.to(device).train()
+    if device.type == "cuda":
+        online, predictor = online.to(memory_format=torch.channels_last), predictor.to(memory_format=torch.channels_last)
     target = copy.deepcopy(online).requires_grad_(False)
     gen = _augment_generator(seed, device)
+    spreads: list[torch.Tensor] = []
+    hook = projector.register_forward_hook(  # the first call of a step is view 1's online projection
+        lambda module, args, z: spreads.append(collapse_monitor(z)) if len(spreads) < calls[0] else None)
+    calls = [0]
+    run_online, run_predictor, run_target = online, predictor, target
+    if compile and device.type == "cuda":
+        run_online, run_predictor, run_target = (torch.compile(m) for m in (online, predictor, target))
 
-    def step(x):
+    def train_step(x):
+        calls[0] += 1
         x1, x2 = aug1(x, generator=gen), aug2(x, generator=gen)
-        p1, p2 = predictor(online(x1)), predictor(online(x2))
-        with torch.no_grad():
-            z1, z2 = target(x1), target(x2)
-        return losses.byol_loss(p1, z2) + losses.byol_loss(p2, z1)
+        if device.type == "cuda":
+            x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+        return step(run_online, run_predictor, run_target, x1, x2)
 
     def after_step(i, total):
-        ema_update(target, online, cosine_tau(i, total, base_tau))
+        update(target, online, schedule(i, total, base_tau))
 
     params = [*online.parameters(), *predictor.parameters()]
-    history = fit(params, step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  after_step=after_step, mixed_precision=True, desc="BYOL", progress=progress)
-    return encoder.eval(), history
+    try:
+        history = fit(params, train_step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      after_step=after_step, mixed_precision=True, desc="BYOL", progress=progress)
+    finally:
+        hook.remove()
+    monitor = torch.stack(spreads).cpu().numpy() if spreads else np.zeros(0, dtype=np.float32)
+    return encoder.eval(), history, monitor
 
 
 # ---------------------------------------------------------------------------- autoencoders
@@ -277,7 +340,8 @@ def _linear_head(in_features: int, num_classes: int, seed: int | None) -> nn.Lin
 def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sampler, num_epochs: int = 10,
                      fraction_of_labels: float = 1.0, batch_size: int = 1000, freeze_features: bool = True,
                      subset_seed: int | None = None, *, target: str = "shape", lr: float = 1e-3,
-                     seed: int | None = None, device=None, progress: bool | None = None, verbose: bool = False):
+                     seed: int | None = None, device=None, progress: bool | None = None, verbose: bool = False,
+                     augment: Callable | None = None):
     """A linear classifier of one latent (default ``shape``) on an encoder's features.
 
     Args:
@@ -290,6 +354,8 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
             False: encoder and head train end to end (the supervised encoder); afterwards the
             encoder's BatchNorm statistics are recomputed over the training images.
         seed: the classifier's initial weights and the batch order (None: drawn from the global RNG).
+        augment: with ``freeze_features=False``, a transform ``augment(x, generator=None)`` applied to every
+            training batch (a fresh draw per step; e.g. a crop and flip); the test images are never augmented.
 
     Returns ``(classifier, loss_array, train_acc, test_acc)``, accuracies in percent.
     """
@@ -321,7 +387,9 @@ def train_classifier(encoder: nn.Module | None, dataset, train_sampler, test_sam
         width = predict(features, images[:2], device=device).shape[1]
         classifier = _linear_head(width, num_classes, seed).to(device)
         model = nn.Sequential(features, classifier)
-        history = fit(model.parameters(), lambda x, y: nn.functional.cross_entropy(model(x), y),
+        gen = _augment_generator(seed, device)
+        history = fit(model.parameters(),
+                      lambda x, y: nn.functional.cross_entropy(model(augment(x, generator=gen) if augment else x), y),
                       [images[train_idx], labels[train_idx]], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                       seed=seed, mixed_precision=True, desc="supervised", progress=progress)
         # Short runs leave BatchNorm's running statistics behind the fast-moving weights (eval-mode accuracy

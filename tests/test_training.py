@@ -126,10 +126,10 @@ def test_byol_moves_the_target_slowly(tiny):
     encoder = models.DSpritesEncoder()
     start = copy.deepcopy(encoder)
     projector, predictor = models.mlp(84, 64, 32), models.mlp(32, 64, 32)
-    _, history = training.train_byol(encoder, _train_images(data, train)[:400], augment.dsprites_affine(),
-                                     projector=projector, predictor=predictor, num_epochs=2, batch_size=100,
-                                     seed=0, device="cpu")
-    assert history.shape == (8,) and np.isfinite(history).all()
+    _, history, spread = training.train_byol(encoder, _train_images(data, train)[:400], augment.dsprites_affine(),
+                                             projector=projector, predictor=predictor, num_epochs=2, batch_size=100,
+                                             seed=0, device="cpu")
+    assert history.shape == spread.shape == (8,) and np.isfinite(history).all() and np.isfinite(spread).all()
     assert 0 <= history.min() and history.max() <= 8  # two terms of 2 - 2 cos each
     moved = sum((a - b).abs().sum() for a, b in zip(encoder.parameters(), start.parameters()))
     assert moved > 0
