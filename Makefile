@@ -47,6 +47,7 @@ bench: setup
 	$(PY) benchmarks/bench_contrastive_loss.py
 	$(PY) benchmarks/bench_ssl_epoch.py
 	$(PY) benchmarks/bench_stl10_simclr.py
+	$(PY) benchmarks/bench_byol.py
 
 clean:
 	rm -rf demo_output .pytest_cache
