@@ -1,4 +1,4 @@
-"""Lab 1 (autoencoders and VAEs): the five graded functions.
+"""Lab 1 (autoencoders and VAEs): the seven graded functions.
 
 Inputs are drawn fresh for every grading run; references come from labkit, the
 known-wrong variants (what the classic mistakes compute) from numpy here.
@@ -17,25 +17,41 @@ F32 = np.float32
 
 # ---------------------------------------------------------------------------- build_autoencoder
 
-LINEAR_SHAPES = [(128, 784), (32, 128), (2, 32), (32, 2), (128, 32), (784, 128)]
+ENCODER_SHAPES = [(128, 784), (32, 128), (2, 32)]  # the Linear weights of model.encoder, as a set
+DECODER_SHAPES = [(32, 2), (128, 32), (784, 128)]  # and of model.decoder
 
 
 def autoencoder_cases(rng: np.random.Generator):
     return {
         "images": {"x": rng.random((5, 1, 28, 28), dtype=F32), "x_other": rng.random((5, 1, 28, 28), dtype=F32)},
         "flat": {"x": rng.random((7, 784), dtype=F32)},
-        "layers": {},
+        "parts": {"x_flat": rng.random((6, 784), dtype=F32), "z_in": rng.normal(size=(6, 2)).astype(F32)},
     }
+
+
+def _linear_shapes(module) -> np.ndarray:
+    """The weight shapes of a module's Linear layers, sorted: the widths, whatever order they were registered in."""
+    shapes = sorted(tuple(m.weight.shape) for m in module.modules() if isinstance(m, torch.nn.Linear))
+    return np.array(shapes, dtype=np.int64).reshape(-1, 2)
 
 
 def probe_autoencoder(build_autoencoder, args):
     model = build_autoencoder()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"build_autoencoder() should return a torch.nn.Module, got {type(model).__name__}")
-    if not args:
-        shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        return {"linear_shapes": np.array(shapes, dtype=np.int64).reshape(-1, 2)}
     model.eval()
+    if "x_flat" in args:  # the parts the notebook uses: model.encoder (B, 784) -> (B, 2), model.decoder back
+        for part in ("encoder", "decoder"):
+            if not isinstance(getattr(model, part, None), torch.nn.Module):
+                raise TypeError(f"the model has no .{part} module: the notebook calls model.encoder and model.decoder")
+        with torch.no_grad():
+            x = tensor(args["x_flat"])
+            recon, z = model(x)
+            return {"encoded": to_numpy(model.encoder(x), "model.encoder(x)"), "z_forward": to_numpy(z, "z"),
+                    "recon_forward": to_numpy(recon, "the reconstruction"),
+                    "redecoded": to_numpy(model.decoder(model.encoder(x)), "model.decoder(model.encoder(x))"),
+                    "decoded": to_numpy(model.decoder(tensor(args["z_in"])), "model.decoder(z)"),
+                    "encoder_shapes": _linear_shapes(model.encoder), "decoder_shapes": _linear_shapes(model.decoder)}
     out = {}
     for name, key in (("", "x"), ("_other", "x_other")):
         if key not in args:
@@ -60,12 +76,28 @@ def _autoencoder_shapes(ev):
     return None
 
 
-def _autoencoder_layers(ev):
-    got = [tuple(int(v) for v in row) for row in ev.get("layers", "linear_shapes")]
-    if got == LINEAR_SHAPES:
-        return None
-    return (f"the Linear layers' weight shapes are {got}; expected {LINEAR_SHAPES} "
-            "(encoder 784-128-32-2, decoder 2-32-128-784, in that order)")
+def _autoencoder_parts(ev):
+    batch = len(ev.inputs["parts"]["x_flat"])
+    encoded, decoded = ev.get("parts", "encoded"), ev.get("parts", "decoded")
+    if encoded.shape != (batch, 2):
+        return f"model.encoder should map a (B, 784) batch to (B, 2) codes; got {tuple(encoded.shape)}"
+    if decoded.shape != (batch, 784):
+        return f"model.decoder should map (B, 2) codes to (B, 784) images; got {tuple(decoded.shape)}"
+    if not (kit.close(ev.get("parts", "z_forward"), encoded)
+            and kit.close(ev.get("parts", "recon_forward"), ev.get("parts", "redecoded"))):
+        return "forward should be z = self.encoder(x.flatten(1)), then (self.decoder(z), z)"
+    return None
+
+
+def _autoencoder_widths(ev):
+    problems = []
+    for part, expected, widths in (("encoder", ENCODER_SHAPES, "784 -> 128 -> 32 -> 2"),
+                                   ("decoder", DECODER_SHAPES, "2 -> 32 -> 128 -> 784")):
+        got = sorted(tuple(int(v) for v in row) for row in ev.get("parts", f"{part}_shapes"))
+        if got != sorted(expected):
+            problems.append(f"model.{part}'s Linear layers have weight shapes {got}; expected {sorted(expected)} "
+                            f"({widths})")
+    return "; ".join(problems) or None
 
 
 def _autoencoder_depends(ev):
@@ -83,6 +115,26 @@ def _autoencoder_z_varies(ev):
     return "z does not depend on the input: z should be the encoder's output for x"
 
 
+def _autoencoder_source(encoder: str, decoder: str, first: str = "encoder") -> str:
+    """A build_autoencoder with the given encoder and decoder expressions, ``first`` registered first."""
+    second = "decoder" if first == "encoder" else "encoder"
+    parts = {"encoder": encoder, "decoder": decoder}
+    return f"""\
+def build_autoencoder():
+    class Autoencoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.{first} = {parts[first]}
+            self.{second} = {parts[second]}
+
+        def forward(self, x):
+            z = self.encoder(x.flatten(1))
+            return self.decoder(z), z
+
+    return Autoencoder()
+"""
+
+
 AUTOENCODER = Exercise(
     grade_id="autoencoder_test",
     function="build_autoencoder",
@@ -92,27 +144,77 @@ AUTOENCODER = Exercise(
         kit.holds(1, _autoencoder_shapes),
         kit.in_range(1, "recon", 0.0, 1.0, cases=("images", "flat"),
                         hint="reconstructions leave [0, 1]: end the decoder with nn.Sigmoid()"),
-        kit.holds(1, _autoencoder_layers),
+        kit.holds(1, _autoencoder_parts),
+        kit.holds(1, _autoencoder_widths),
         kit.holds(1, _autoencoder_z_varies),
     ],
     forbidden=("labkit.models.MLPAutoencoder",),
     gate=kit.holds(0, kit.all_pass(kit.holds(0, _autoencoder_shapes), kit.holds(0, _autoencoder_depends))),
-    mistakes=(
-        Example("no sigmoid at the end of the decoder", """\
+    solutions=(
+        Example("the decoder registered before the encoder", _autoencoder_source(
+            "nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 2))",
+            "nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784), "
+            "nn.Sigmoid())", first="decoder"), share=1.0),
+        Example("an OrderedDict of named layers, reversed, for the encoder", """\
+from collections import OrderedDict
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleDict(OrderedDict([("out", nn.Linear(32, 2)), ("mid", nn.Linear(128, 32)),
+                                                 ("inp", nn.Linear(784, 128))]))
+
+    def forward(self, x):
+        return self.layers["out"](torch.relu(self.layers["mid"](torch.relu(self.layers["inp"](x)))))
+
+
+class Autoencoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.decoder = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(),
+                                     nn.Linear(128, 784), nn.Sigmoid())
+        self.encoder = Encoder()
+
+    def forward(self, x):
+        z = self.encoder(x.reshape(len(x), -1))
+        return self.decoder(z), z
+
+
 def build_autoencoder():
-    # Mistake: no sigmoid at the end of the decoder, so reconstructions leave [0, 1].
+    return Autoencoder()
+""", share=1.0),
+    ),
+    mistakes=(
+        Example("no sigmoid at the end of the decoder", _autoencoder_source(
+            "nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 2))",
+            "nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784))"
+        ).replace("    class", "    # Mistake: no sigmoid at the end of the decoder, so reconstructions leave [0, 1].\n"
+                  "    class", 1), share=0.8, message="end the decoder with nn.Sigmoid()", demo=True),
+        Example("a wider encoder (784-256-32-2)", _autoencoder_source(
+            "nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 2))",
+            "nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784), "
+            "nn.Sigmoid())"), share=0.8, message="model.encoder's Linear layers"),
+        Example("no .encoder / .decoder attributes", """\
+def build_autoencoder():
+    # Mistake: one Sequential with the code in the middle; the notebook's model.decoder(z) cannot work.
     class Autoencoder(nn.Module):
         def __init__(self):
             super().__init__()
-            self.encoder = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 2))
-            self.decoder = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784))
+            self.layers = nn.ModuleList([nn.Linear(784, 128), nn.Linear(128, 32), nn.Linear(32, 2),
+                                         nn.Linear(2, 32), nn.Linear(32, 128), nn.Linear(128, 784)])
 
         def forward(self, x):
-            z = self.encoder(x.flatten(1))
-            return self.decoder(z), z
+            h = x.flatten(1)
+            for i, layer in enumerate(self.layers):
+                h = layer(h)
+                if i == 2:
+                    z = h
+                h = torch.sigmoid(h) if i == 5 else (h if i == 2 else torch.relu(h))
+            return h, z
 
     return Autoencoder()
-""", share=0.75, message="end the decoder with nn.Sigmoid()", demo=True),
+""", share=0.6, message="the model has no .encoder module"),
     ),
     hostile=(
         Example("labkit's model under another name", """\
@@ -581,4 +683,190 @@ def cluster_latents(z, num_clusters, seed=0):
     ),
 )
 
-EXERCISES = [AUTOENCODER, REPARAMETERIZE, VAE_LOSS, INTERPOLATE, CLUSTER]
+
+# ---------------------------------------------------------------------------- conv encoder and decoder
+
+def _conv_case(rng, channels: int, size: int, dim: int, encoder: bool):
+    """Inputs x, x_other (images for an encoder, codes for a decoder) and weights for a backward pass."""
+    images, codes = (4, channels, size, size), (4, dim)
+    inp, out = (images, codes) if encoder else (codes, images)
+    draw = (lambda: rng.random(inp, dtype=F32)) if encoder else (lambda: rng.normal(size=inp).astype(F32))
+    return {"channels": np.array(channels), "size": np.array(size), "dim": np.array(dim), "x": draw(),
+            "x_other": draw(), "weights": rng.normal(size=out).astype(F32)}
+
+
+def conv_encoder_cases(rng: np.random.Generator):
+    return {"mnist": _conv_case(rng, 1, 28, int(rng.choice([2, 4])), encoder=True),
+            "cifar": _conv_case(rng, 3, 32, int(rng.choice([3, 6])), encoder=True)}
+
+
+def conv_decoder_cases(rng: np.random.Generator):
+    return {"mnist": _conv_case(rng, 1, 28, int(rng.choice([2, 4])), encoder=False),
+            "cifar": _conv_case(rng, 3, 32, int(rng.choice([3, 6])), encoder=False)}
+
+
+def _probe_conv(build, args, what):
+    """Build the part, run it on x and x_other (eval mode), then once in training mode with a backward pass."""
+    module = build(int(args["channels"]), int(args["size"]), int(args["dim"]))
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"{what} should return a torch.nn.Module, got {type(module).__name__}")
+    module.eval()
+    with torch.no_grad():
+        out = {"y": to_numpy(module(tensor(args["x"])), what), "y_other": to_numpy(module(tensor(args["x_other"])), what),
+               "y_head": to_numpy(module(tensor(args["x"][:2])), what)}
+    x = tensor(args["x"], grad=True)
+    y = module.train()(x)
+    if isinstance(y, torch.Tensor) and y.requires_grad and y.shape == args["weights"].shape:
+        (y * tensor(args["weights"])).sum().backward()
+    out["grad_x"] = grad_of(x)
+    out["no_grad"] = np.array(sum(p.grad is None for p in module.parameters()))
+    out["conv"] = np.array(any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules()))
+    return out
+
+
+def probe_conv_encoder(build_conv_encoder, args):
+    return _probe_conv(build_conv_encoder, args, "build_conv_encoder(in_channels, image_size, out_dim)")
+
+
+def probe_conv_decoder(build_conv_decoder, args):
+    return _probe_conv(build_conv_decoder, args, "build_conv_decoder(out_channels, image_size, latent_dim)")
+
+
+def _conv_shapes(expected, what: str, cases=("mnist", "cifar")):
+    """The output has the expected shape on each case (28 px, 1 channel; 32 px, 3 channels)."""
+    def run(ev):
+        for case in cases:
+            a, size = ev.inputs[case], int(ev.inputs[case]["size"])
+            hint = f"; it should work for {size} px images too (work the sizes out from image_size)"
+            if "y" not in ev.outputs.get(case, {}):
+                return f"{what} failed on {ev.describe(case)}: {ev.errors.get(case, 'no output')}{hint}"
+            got = ev.outputs[case]["y"].shape
+            if got != expected(a):
+                return f"{what} gave shape {tuple(got)} on {ev.describe(case)}; expected {expected(a)}{hint}"
+        return None
+    return run
+
+
+def _encoder_out(a):
+    return (4, int(a["dim"]))
+
+
+def _decoder_out(a):
+    return (4, int(a["channels"]), int(a["size"]), int(a["size"]))
+
+
+def _conv_depends(ev):
+    y, y_other, head = ev.get("mnist", "y"), ev.get("mnist", "y_other"), ev.get("mnist", "y_head")
+    if not np.all(np.isfinite(y)) or kit.close(y, y_other):
+        return "the output does not depend on the input"
+    if head.shape != y[:2].shape or not kit.close(head, y[:2], rtol=1e-3, atol=1e-4):
+        return "each row of the output should depend on its own input only (in eval mode)"
+    return None
+
+
+def _conv_gradients(ev):
+    grad, unused = ev.get("mnist", "grad_x"), int(ev.get("mnist", "no_grad"))
+    if grad.size == 0 or not np.all(np.isfinite(grad)) or not np.any(grad) or unused:
+        return ("gradients should flow back to the input and to every parameter: use torch operations only "
+                "(no .detach(), numpy or torch.no_grad inside the model), and no unused layers")
+    return None
+
+
+def _conv_uses_convolutions(hint):
+    def run(ev):
+        return None if bool(ev.get("mnist", "conv")) else hint
+    return run
+
+
+CONV_ENCODER = Exercise(
+    grade_id="conv_encoder_test",
+    function="build_conv_encoder",
+    cases=conv_encoder_cases,
+    probe=probe_conv_encoder,
+    checks=[
+        kit.holds(1, _conv_shapes(_encoder_out, "the encoder")),
+        kit.holds(1, _conv_depends),
+        kit.holds(1, _conv_gradients),
+        kit.holds(1, _conv_uses_convolutions("the encoder has no convolution: use nn.Conv2d layers")),
+    ],
+    forbidden=("labkit.models.ConvEncoder", "labkit.models.ConvAutoencoder"),
+    gate=kit.holds(0, kit.all_pass(kit.holds(0, _conv_shapes(_encoder_out, "the encoder", ("mnist",))),
+                                   kit.holds(0, _conv_depends))),
+    solutions=(Example("strided convolutions, flattened with the size worked out from image_size", """\
+def build_conv_encoder(in_channels, image_size, out_dim):
+    side = image_size // 4  # two stride-2 convs: 28 -> 14 -> 7, 32 -> 16 -> 8
+    return nn.Sequential(nn.Conv2d(in_channels, 16, 4, stride=2, padding=1), nn.LeakyReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.LeakyReLU(), nn.Flatten(),
+                         nn.Linear(32 * side * side, out_dim))
+""", share=1.0),),
+    mistakes=(
+        Example("the flattened size hard-coded for 28 px images", """\
+def build_conv_encoder(in_channels, image_size, out_dim):
+    # Mistake: 128 * 3 * 3 is the flattened size for 28 px images only (32 px gives 128 * 4 * 4).
+    def block(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(block(in_channels, 32), block(32, 64), block(64, 128), nn.Flatten(),
+                         nn.Linear(128 * 3 * 3, out_dim))
+""", share=0.75, message="it should work for 32 px images too", demo=True),
+        Example("an MLP, no convolution", """\
+def build_conv_encoder(in_channels, image_size, out_dim):
+    # Mistake: no convolution at all.
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size ** 2, 128), nn.ReLU(), nn.Linear(128, out_dim))
+""", share=0.75, message="has no convolution"),
+    ),
+    hostile=(Example("labkit's ConvEncoder", """\
+from labkit import models
+
+def build_conv_encoder(in_channels, image_size, out_dim):
+    return models.ConvEncoder(in_channels, out_dim)
+""", share=0.0, message="labkit.models.ConvEncoder"),),
+)
+
+CONV_DECODER = Exercise(
+    grade_id="conv_decoder_test",
+    function="build_conv_decoder",
+    cases=conv_decoder_cases,
+    probe=probe_conv_decoder,
+    checks=[
+        kit.holds(1, _conv_shapes(_decoder_out, "the decoder")),
+        kit.in_range(1, "y", 0.0, 1.0, cases=("mnist", "cifar"),
+                     hint="decoded images leave [0, 1]: end the decoder with nn.Sigmoid()"),
+        kit.holds(1, _conv_gradients),
+        kit.holds(1, _conv_uses_convolutions(
+            "the decoder has no convolution: upsample with nn.ConvTranspose2d (or nn.Upsample and nn.Conv2d)")),
+    ],
+    forbidden=("labkit.models.ConvAutoencoder",),
+    gate=kit.holds(0, kit.all_pass(kit.holds(0, _conv_shapes(_decoder_out, "the decoder", ("mnist",))),
+                                   kit.holds(0, _conv_depends))),
+    solutions=(Example("nearest-neighbour upsampling and convolutions", """\
+def build_conv_decoder(out_channels, image_size, latent_dim):
+    side = image_size // 4
+    return nn.Sequential(nn.Linear(latent_dim, 64 * side * side), nn.ReLU(), nn.Unflatten(1, (64, side, side)),
+                         nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(),
+                         nn.Upsample(scale_factor=2), nn.Conv2d(32, out_channels, 3, padding=1), nn.Sigmoid())
+""", share=1.0),),
+    mistakes=(
+        Example("no sigmoid at the end", """\
+def build_conv_decoder(out_channels, image_size, latent_dim):
+    # Mistake: no sigmoid at the end, so the images leave [0, 1].
+    pad = 1 if image_size == 32 else 0
+    return nn.Sequential(
+        nn.Linear(latent_dim, 128 * 4 * 4), nn.Unflatten(1, (128, 4, 4)),
+        nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1, output_padding=pad), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(32, out_channels, 3, stride=2, padding=1, output_padding=1))
+""", share=0.75, message="end the decoder with nn.Sigmoid()", demo=True),
+        Example("sizes for 28 px images only", """\
+def build_conv_decoder(out_channels, image_size, latent_dim):
+    # Mistake: 4 -> 7 -> 14 -> 28 whatever image_size is.
+    return nn.Sequential(
+        nn.Linear(latent_dim, 128 * 4 * 4), nn.Unflatten(1, (128, 4, 4)),
+        nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(32, out_channels, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid())
+""", share=0.75, message="expected (4, 3, 32, 32)"),
+    ),
+)
+
+EXERCISES = [AUTOENCODER, REPARAMETERIZE, VAE_LOSS, INTERPOLATE, CLUSTER, CONV_ENCODER, CONV_DECODER]

@@ -8,8 +8,14 @@ from .. import losses
 from .common import as_tensor, assert_close, generator
 
 
+def _linear_shapes(module) -> list[tuple[int, int]]:
+    """The weight shapes of a module's Linear layers, sorted (the widths, whatever the registration order)."""
+    return sorted(tuple(m.weight.shape) for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+
 def check_autoencoder(build_autoencoder) -> None:
-    """The MLP autoencoder: 784-128-32-2 and back, sigmoid output, returns (reconstruction, z)."""
+    """The MLP autoencoder: .encoder 784-128-32-2, .decoder 2-32-128-784 ending in a sigmoid, and
+    forward -> (reconstruction, z); widths are compared as sets, whatever order the layers were made in."""
     model = build_autoencoder()
     out = model(torch.rand(5, 1, 28, 28))
     if not (isinstance(out, tuple) and len(out) == 2):
@@ -20,11 +26,73 @@ def check_autoencoder(build_autoencoder) -> None:
                              f"got {tuple(recon.shape)} and {tuple(z.shape)}. Flatten the input first.")
     if recon.min() < 0 or recon.max() > 1:
         raise AssertionError("reconstructions should lie in [0, 1]: end the decoder with a sigmoid.")
-    sizes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    expected = [(128, 784), (32, 128), (2, 32), (32, 2), (128, 32), (784, 128)]
-    if sizes != expected:
-        raise AssertionError(f"Linear layer weight shapes {sizes}; expected {expected} (784-128-32-2-32-128-784).")
-    print("autoencoder: shapes, layer sizes and output range look right")
+    for part in ("encoder", "decoder"):
+        if not isinstance(getattr(model, part, None), torch.nn.Module):
+            raise AssertionError(f"the model has no .{part} module; the notebook calls model.encoder and model.decoder.")
+    with torch.no_grad():
+        codes = as_tensor(model.encoder(torch.rand(3, 784)), "model.encoder")
+        images = as_tensor(model.decoder(torch.randn(3, 2)), "model.decoder")
+    if codes.shape != (3, 2) or images.shape != (3, 784):
+        raise AssertionError(f"model.encoder should map (3, 784) to (3, 2) and model.decoder (3, 2) to (3, 784); "
+                             f"got {tuple(codes.shape)} and {tuple(images.shape)}.")
+    for part, widths in (("encoder", [(128, 784), (32, 128), (2, 32)]), ("decoder", [(32, 2), (128, 32), (784, 128)])):
+        got = _linear_shapes(getattr(model, part))
+        if got != sorted(widths):
+            raise AssertionError(f"model.{part}'s Linear weight shapes (sorted) are {got}; expected {sorted(widths)}.")
+    print("autoencoder: shapes, encoder and decoder widths and output range look right")
+
+
+def _backward_reaches(module, inputs: torch.Tensor, what: str) -> torch.Tensor:
+    """module(inputs) in training mode, with a backward pass: checks gradients reach the input and every weight."""
+    inputs = inputs.clone().requires_grad_()
+    try:
+        out = module.train()(inputs)
+    except RuntimeError as err:  # mismatched sizes, typically
+        raise AssertionError(f"{what} fails on a {tuple(inputs.shape)} batch ({err}). Work every size out from "
+                             "image_size: the model must work for 28 and 32 px images.") from None
+    as_tensor(out, what)
+    if not out.requires_grad:
+        raise AssertionError(f"{what} has no gradient: use torch operations only (no .detach(), numpy or no_grad).")
+    out.sum().backward()
+    unused = [name for name, p in module.named_parameters() if p.grad is None]
+    if inputs.grad is None or not inputs.grad.abs().sum() > 0 or unused:
+        raise AssertionError(f"gradients should reach the input and every parameter of {what}; "
+                             f"none reached {unused or ['the input']}.")
+    return out.detach()
+
+
+def _has_conv(module) -> bool:
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
+
+
+def check_conv_encoder(build_conv_encoder) -> None:
+    """build_conv_encoder(in_channels, image_size, out_dim): (B, C, S, S) -> (B, out_dim) for S = 28 and 32."""
+    for channels, size, out_dim in ((1, 28, 2), (3, 32, 4)):
+        encoder = build_conv_encoder(channels, size, out_dim)
+        if not _has_conv(encoder):
+            raise AssertionError("the encoder has no convolution: use nn.Conv2d layers before the final nn.Linear.")
+        z = _backward_reaches(encoder, torch.rand(4, channels, size, size), "the encoder")
+        if z.shape != (4, out_dim):
+            raise AssertionError(f"build_conv_encoder({channels}, {size}, {out_dim}) maps a (4, {channels}, {size}, "
+                                 f"{size}) batch to {tuple(z.shape)}; expected (4, {out_dim}). Work out the flattened "
+                                 "size from image_size, or pool to 1x1 (nn.AdaptiveAvgPool2d(1)).")
+    print("conv encoder: shapes for 28 and 32 px images, convolutions, gradients look right")
+
+
+def check_conv_decoder(build_conv_decoder) -> None:
+    """build_conv_decoder(out_channels, image_size, latent_dim): (B, latent_dim) -> (B, C, S, S) in [0, 1]."""
+    for channels, size, latent_dim in ((1, 28, 2), (3, 32, 3)):
+        decoder = build_conv_decoder(channels, size, latent_dim)
+        if not _has_conv(decoder):
+            raise AssertionError("the decoder has no convolution: upsample with nn.ConvTranspose2d (or nn.Upsample "
+                                 "and nn.Conv2d).")
+        images = _backward_reaches(decoder, torch.randn(4, latent_dim), "the decoder")
+        if images.shape != (4, channels, size, size):
+            raise AssertionError(f"build_conv_decoder({channels}, {size}, {latent_dim}) maps (4, {latent_dim}) codes to "
+                                 f"{tuple(images.shape)}; expected (4, {channels}, {size}, {size}).")
+        if images.min() < 0 or images.max() > 1:
+            raise AssertionError("decoded images should lie in [0, 1]: end the decoder with nn.Sigmoid().")
+    print("conv decoder: shapes for 28 and 32 px images, output range, gradients look right")
 
 
 def check_reparameterize(reparameterize, thorough: bool = False) -> None:
