@@ -46,6 +46,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_contrastive_loss.py
 	$(PY) benchmarks/bench_ssl_epoch.py
+	$(PY) benchmarks/bench_autograde.py --num 10 --jobs 2
 	$(PY) benchmarks/bench_stl10_simclr.py
 	$(PY) benchmarks/bench_byol.py
 

@@ -14,9 +14,12 @@ The course's instructor workflow on top of nbgrader.
 
   release    labs/source/<lab>/<lab>.ipynb -> labs/release/<lab>/<lab>.ipynb (deterministic; --check for drift)
   autograde  grade DIR/submitted/<student>/<lab>/<lab>.ipynb: the judge scores, nbgrader's gradebook records
+             (--jobs N at a time, --scheduler tcp://HOST:PORT on a Dask cluster; unchanged ones skipped)
+  collect    unpack an LMS download (--zip FILE, Canvas, Moodle or plain) into DIR/submitted/
   feedback   DIR/feedback/<student>/<lab>/<lab>.html (hidden test code never shown)
   report     the grade table from the gradebook (table or CSV)
   judge      grade one notebook with the judge alone and print its verdicts (for TAs)
+  worker     a Dask worker for autograde --scheduler (start one per machine)
   demo       the whole round trip on known submissions in a temporary course directory
 
 A course directory (--course-dir) needs only submitted/<student>/<lab>/<lab>.ipynb;
@@ -55,12 +58,24 @@ def cmd_autograde(args) -> int:
     from .grading import autograde
 
     course = _course(args)
+    if args.jobs < 1:
+        raise CourseError(f"--jobs {args.jobs}: need at least 1")
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
     results = autograde(course, course.labs.check(args.lab), student=args.student, judge=_judge(args.judge),
-                        limits=_limits(args), execute=not args.no_execute)
-    total = sum(r.seconds for r in results)
+                        limits=_limits(args), execute=not args.no_execute, jobs=args.jobs, scheduler=scheduler,
+                        force=args.force, progress=progress, submission_timeout=args.submission_timeout)
     db = f" --db {args.db}" if args.db else ""
-    print(f"[autograde] done: {len(results)} submission(s) in {total:.1f} s; next: "
-          f"python -m autograder feedback {args.lab} --course-dir {args.course_dir}{db}")
+    failed = [r.student for r in results if r.status == "failed"]
+    print(f"[autograde] done; next: python -m autograder feedback {args.lab} --course-dir {args.course_dir}{db}")
+    return 1 if failed else 0
+
+
+def cmd_collect(args) -> int:
+    from .collect import collect
+
+    course = _course(args)
+    collect(course, course.labs.check(args.lab), Path(args.zip), fmt=args.format, max_mb=args.max_mb)
     return 0
 
 
@@ -109,6 +124,12 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    from .cluster import start_worker
+
+    return start_worker(args.scheduler, nworkers=args.nworkers, name=args.name)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -147,7 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
     course_options(p)
     p.add_argument("--student", help="only this student")
     kernel_options(p)
+    p.add_argument("--jobs", "-j", type=int, default=1,
+                   help="grade this many submissions at a time, each in a process of its own (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="send the grading to this Dask scheduler's workers (see README: Grading on a cluster)")
+    p.add_argument("--dask", action="store_true", help="a Dask LocalCluster of --jobs workers on this machine")
+    p.add_argument("--force", action="store_true",
+                   help="regrade submissions whose content is unchanged since they were graded")
+    p.add_argument("--submission-timeout", type=float, metavar="SECONDS",
+                   help="stop a submission's grading after this long; it is reported as failed, not recorded "
+                        "(default: the --timeout of the kernel step, at least 300 s, plus 120 s)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_autograde)
+
+    p = sub.add_parser("collect", help="unpack an LMS download (zip) into DIR/submitted/<student>/<lab>/")
+    p.add_argument("lab", metavar="LAB")
+    course_options(p, db=False)
+    p.add_argument("--zip", required=True, metavar="FILE", help="the LMS's download of the submissions")
+    p.add_argument("--format", choices=["canvas", "moodle", "plain"], default="plain",
+                   help="canvas: <name>[_late]_<id>_<id>_<file>; moodle: <Full Name>_<id>_assignsubmission_file_/<file>; "
+                        "plain: <student>/<file> (default: %(default)s)")
+    p.add_argument("--max-mb", type=int, default=2048, help="refuse an archive larger than this uncompressed")
+    p.set_defaults(func=cmd_collect, db=None)
 
     p = sub.add_parser("feedback", help="write HTML feedback for the autograded submissions of one lab")
     p.add_argument("lab", metavar="LAB")
@@ -170,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=300, help="seconds for the whole run (default 300)")
     p.add_argument("--memory-limit", type=int, default=4096, help="MB of heap for the child (default 4096)")
     p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("worker", help="a Dask worker for `autograde --scheduler` (this repository on its path)")
+    p.add_argument("scheduler", metavar="tcp://HOST:PORT")
+    p.add_argument("--nworkers", type=int, default=1, help="worker processes (each grades one submission at a time)")
+    p.add_argument("--name", help="the worker's name in the scheduler")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="release, submit known submissions, autograde, feedback, report (a temporary course dir)")
     p.add_argument("--course-dir", help="use this folder instead of a new temporary one")

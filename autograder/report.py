@@ -7,19 +7,23 @@ import io
 import nbformat
 
 from .course import Course, CourseError
+from .gradebook import recorded
 
-COLUMNS = ["student", "lab", "score", "max_score", "manual_score", "manual_max_score", "manual_pending", "total_score"]
+COLUMNS = ["student", "lab", "score", "max_score", "manual_score", "manual_max_score", "manual_pending", "total_score",
+           "seconds"]
 COLUMN_HELP = {
     "score / max_score": "autograded points (the judge's, unless a grader overrode a cell)",
     "manual_score / manual_max_score": "points from manual grading so far / available",
     "manual_pending": "cells still waiting for a grader",
     "total_score": "nbgrader's total (autograded + manual, minus any late penalty)",
+    "seconds": "wall clock the autograding of that submission took (kernel step and judge side by side)",
 }
 
 
 def grade_rows(course: Course, lab: str | None = None, *, per_test: bool = False) -> tuple[list[str], list[dict]]:
     """Columns and rows; with ``per_test`` one more column per autograded test (its grade_id)."""
     rows, tests = [], []
+    runs = recorded(course)  # before the gradebook is open: this may create its table
     with course.gradebook() as gb:
         names = sorted(a.name for a in gb.assignments)
         if lab is not None:
@@ -32,7 +36,8 @@ def grade_rows(course: Course, lab: str | None = None, *, per_test: bool = False
             for submission in sorted(assignment.submissions, key=lambda s: s.student_id):
                 row = {"student": submission.student_id, "lab": name, "score": 0.0, "max_score": 0.0,
                        "manual_score": 0.0, "manual_max_score": 0.0, "manual_pending": 0,
-                       "total_score": submission.score - (submission.late_submission_penalty or 0)}
+                       "total_score": submission.score - (submission.late_submission_penalty or 0),
+                       "seconds": _seconds(runs.get((name, submission.student_id)))}
                 for notebook in submission.notebooks:
                     solutions = {c.name for c in notebook.notebook.solution_cells}
                     for grade in notebook.grades:
@@ -52,6 +57,10 @@ def grade_rows(course: Course, lab: str | None = None, *, per_test: bool = False
                 rows.append(row)
             tests.sort(key=lambda t: order.get(t, len(order)))
     return (COLUMNS + tests if per_test else list(COLUMNS)), rows
+
+
+def _seconds(run: dict | None) -> float | None:
+    return round(run["seconds"], 1) if run else None
 
 
 def _test_order(course: Course, lab: str) -> dict[str, int]:
