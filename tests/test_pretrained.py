@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit import augment, images, models, pretrained, training
+from labkit import augment, images, models, pretrained, rsm, training
 from labkit.datasets import dsprites
 from labkit.pretrained import table as tables
 
@@ -181,15 +181,39 @@ def test_the_stored_figures_show_the_lab_pattern_with_a_margin():
         assert larger - smaller >= 3, f"{what}: {larger:.1f} vs {smaller:.1f}"
 
 
-_NEG = (MEASURED["simclr"]["all"], MEASURED["simclr_2neg"]["all"])
-_NM = (tables.NEUROMATCH["simclr"], tables.NEUROMATCH["simclr_2neg"])
+LAB = {row: cols["lab probe"] for row, cols in MEASURED.items()}  # lab 4's own probe (Neuromatch's 400 updates)
 
 
-@pytest.mark.xfail(strict=True, reason=f"with Neuromatch's recipe on this CPU two negatives per anchor cost SimCLR "
-                   f"{_NEG[0] - _NEG[1]:.0f} points ({_NEG[0]:.0f} -> {_NEG[1]:.0f}), not the original's "
-                   f"{_NM[0] - _NM[1]:.0f} ({_NM[0]} -> {_NM[1]})")
-def test_two_negatives_collapse_as_much_as_in_the_original():
-    assert MEASURED["simclr_2neg"]["all"] < MEASURED["simclr"]["all"] - 20
+def test_simclr_learns_shape_with_the_labs_probe():
+    """What a student reads in lab 4 at full scale: SimCLR far above the VAE and near the supervised encoder
+    with the lab's short probe; two negatives cost it at least 15 points; with 5% of the labels it keeps
+    85% where a supervised encoder trained on them stays near 50%."""
+    assert LAB["simclr"] >= 90 and LAB["simclr"] >= LAB["vae"] + 40
+    assert LAB["simclr_2neg"] <= LAB["simclr"] - 15
+    assert MEASURED["simclr"]["5% labels"] >= 85 and MEASURED["supervised"]["5% labels"] <= 60
+
+
+def test_simclr_rsm_has_a_block_per_shape():
+    """Sorted by shape, the shipped SimCLR encoder's RSM (1,000 test images, as in lab 4) is brighter inside
+    each shape's block than in every block between two shapes."""
+    data = pretrained.dataset()
+    _, test = dsprites.train_test_split(data, seed=pretrained.DATA["seed"])
+    idx = torch.as_tensor(list(test.indices))[:1000]
+    with torch.no_grad():
+        features = pretrained.load_encoder("simclr", device="cpu").get_features(images.to_float(data.images[idx]))
+    similarity = rsm.compute_rsm(features)
+    shape = data.latents_classes[idx, 0]
+    block = [[similarity[shape == a][:, shape == b].mean().item() for b in range(3)] for a in range(3)]
+    across = max(block[a][b] for a in range(3) for b in range(3) if a != b)
+    for a, name in enumerate(dsprites.SHAPE_NAMES):
+        assert block[a][a] > across, f"{name}: within {block[a][a]:.3f} <= across {across:.3f} ({block})"
+
+
+@pytest.mark.xfail(strict=True, reason=f"issue 14's target is not reached: with lab 4's probe SimCLR reads "
+                   f"{LAB['simclr']:.1f}% (target 95, Neuromatch 97.5) and two negatives cost it "
+                   f"{LAB['simclr'] - LAB['simclr_2neg']:.1f} points (target 20, Neuromatch 30.7)")
+def test_simclr_reaches_the_originals_level_with_the_labs_probe():
+    assert LAB["simclr"] >= 95 and LAB["simclr_2neg"] <= LAB["simclr"] - 20
 
 
 @pytest.fixture(scope="module")

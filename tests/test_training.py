@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit import augment, models, training
+from labkit import augment, losses, models, training
 from labkit.datasets import dsprites
 
 
@@ -98,6 +98,30 @@ def test_simclr_with_projector_and_few_negatives(tiny):
                                              augment.dsprites_affine(), projector=models.mlp(84, 64, 32),
                                              neg_pairs=2, num_epochs=1, batch_size=200, seed=0, device="cpu")
     assert history.shape == (2,) and np.isfinite(history).all()
+
+
+def test_simclr_takes_a_students_loss_and_ends_with_precise_batchnorm(tiny):
+    """loss= replaces NT-Xent (the same function given twice gives the same run); the BatchNorm statistics
+    at the end are those of the un-augmented training images under the final weights."""
+    data, train, _ = tiny
+    images = _train_images(data, train)[:400]
+    runs = {}
+    for name, loss in (("default", None), ("given", lambda z1, z2: losses.contrastive_loss(z1, z2, 0.5))):
+        torch.manual_seed(0)
+        runs[name] = training.train_simclr(models.DSpritesEncoder(), images, augment.dsprites_affine(),
+                                           num_epochs=1, batch_size=200, seed=0, loss=loss, device="cpu")
+    np.testing.assert_allclose(runs["default"][1], runs["given"][1], rtol=1e-5)
+    encoder = runs["default"][0]
+    recalibrated = training.calibrate_batchnorm(copy.deepcopy(encoder), images, device="cpu")
+    for a, b in zip(encoder.state_dict().values(), recalibrated.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    torch.manual_seed(0)
+    stale = training.train_simclr(models.DSpritesEncoder(), images, augment.dsprites_affine(), num_epochs=1,
+                                  batch_size=200, seed=0, precise_bn=False, device="cpu")[0]
+    assert not torch.allclose(stale.convs[3].running_var, encoder.convs[3].running_var)
+    with pytest.raises(ValueError, match="inside it"):
+        training.train_simclr(models.DSpritesEncoder(), images, augment.dsprites_affine(), num_epochs=1,
+                              loss=lambda z1, z2: z1.sum(), temperature=0.1, device="cpu")
 
 
 def test_vae_loss_falls(tiny):

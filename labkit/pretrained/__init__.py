@@ -17,8 +17,9 @@ This package, by job:
   loads a weight file; the loaders go through it.
 - ``retrain``: training an encoder from its recipe (``train``, ``save``, the
   ``METHODS`` table);
-- ``table``: the lab's accuracy table (``accuracy_table``, ``format_table``) and the
-  README block and ``accuracy_table.json`` generated from it;
+- ``table``: the lab's accuracy table (``accuracy_table``, ``format_table``), the
+  README block and ``accuracy_table.json`` generated from it, and lab 4's results table
+  (``lab_results_table``: a student's figures beside the shipped ones and Neuromatch's);
 - ``__main__``: the command line::
 
     python -m labkit.pretrained verify                    # every file present and matching its hash
@@ -195,8 +196,8 @@ def main(argv=None) -> None:
 
 # The other jobs, re-exported so that ``pretrained.train`` and ``pretrained.accuracy_table`` keep working.
 from .retrain import AUGMENTATIONS, METHODS, save, train, training_indices  # noqa: E402
-from .table import accuracy_table, format_table  # noqa: E402
+from .table import accuracy_table, format_table, lab_results_table, shipped_result  # noqa: E402
 
 __all__ = ["WEIGHTS", "MANIFEST", "DATA", "Recipe", "RECIPES", "NAMES", "dataset", "manifest", "load_encoder",
            "load_decoder", "describe", "stems", "verify", "train", "save", "training_indices", "METHODS",
-           "AUGMENTATIONS", "accuracy_table", "format_table", "main"]
+           "AUGMENTATIONS", "accuracy_table", "format_table", "lab_results_table", "shipped_result", "main"]
