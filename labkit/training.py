@@ -170,7 +170,7 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
     ``precise_bn``: after training, recompute the encoder's BatchNorm statistics over ``images``
     (un-augmented, no labels) with the final weights, as :func:`calibrate_batchnorm` does. The
     running averages kept during training mix statistics of weights from the last steps and
-    of augmented views; on dSprites they cost the shipped encoder 7 points of linear-probe
+    of augmented views; on dSprites they cost an earlier shipped encoder 7 points of linear-probe
     accuracy (84.8% against 91.9% after recalibration, same weights; README, The shipped dSprites encoders).
     Returns the encoder (trained in place, eval mode) and the per-step losses.
     """

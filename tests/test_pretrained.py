@@ -209,10 +209,8 @@ def test_simclr_rsm_has_a_block_per_shape():
         assert block[a][a] > across, f"{name}: within {block[a][a]:.3f} <= across {across:.3f} ({block})"
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 14's target is not reached: with lab 4's probe SimCLR reads "
-                   f"{LAB['simclr']:.1f}% (target 95, Neuromatch 97.5) and two negatives cost it "
-                   f"{LAB['simclr'] - LAB['simclr_2neg']:.1f} points (target 20, Neuromatch 30.7)")
 def test_simclr_reaches_the_originals_level_with_the_labs_probe():
+    """Issue 14's targets (Neuromatch: 97.5%, and 66.8% with two negatives)."""
     assert LAB["simclr"] >= 95 and LAB["simclr_2neg"] <= LAB["simclr"] - 20
 
 
