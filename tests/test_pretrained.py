@@ -231,3 +231,12 @@ def test_the_table_repeats_and_shows_the_lab_pattern(table):
             assert table[row][col] == pytest.approx(value, abs=1.0), (row, col)
     for what, larger, smaller in lab_pattern(table):
         assert larger > smaller, f"{what}: {larger:.1f} vs {smaller:.1f}"
+
+
+def test_lab_results_table_puts_the_stored_figures_beside_the_students():
+    """Lab 4's running table: the student's figure, the shipped one from accuracy_table.json, Neuromatch's."""
+    lines = tables.lab_results_table({"SimCLR": 12.3, "SimCLR, biased pool": 45.6}).splitlines()
+    assert lines[1].split()[-3:] == ["12.3", f"{MEASURED['simclr']['lab probe']:.1f}", f"{tables.NEUROMATCH['simclr']:.1f}"]
+    assert lines[2].split()[-3:] == ["45.6", f"{MEASURED['simclr']['biased']:.1f}", "-"]
+    with pytest.raises(KeyError, match="LAB_RESULTS"):
+        tables.lab_results_table({"SimCLR (mine)": 1.0})
