@@ -197,3 +197,20 @@ print(failures)
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_lab4s_figure_is_graded_with_the_reference_rsm():
+    """A wrong custom_torch_RSM_fct, in its own cell, costs its points in rsm_test only: plot_model_rsms, which calls
+    it, is graded (and self-checked) with the reference RSM in its place, and the student's RSM is back afterwards."""
+    lab = "lab4_representations"
+    source, graded = Labs().source(lab), exercises.load(lab)
+    wrong_rsm = graded["rsm_test"].demo_mistake
+    scope = examples.namespace(source, {examples.solution_cell_of(graded["rsm_test"], source): wrong_rsm.code})
+    student_rsm = scope["custom_torch_RSM_fct"]
+    assert examples.grade_in_process(graded["rsm_test"], student_rsm, seed=0)[0] == pytest.approx(wrong_rsm.share)
+    score, notes = examples.grade_in_process(graded["model_rsms_test"], scope["plot_model_rsms"], seed=0)
+    assert score == pytest.approx(1.0), notes
+    assert scope["custom_torch_RSM_fct"] is student_rsm
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(examples.visible_test(graded["model_rsms_test"], source), scope)
+    assert scope["custom_torch_RSM_fct"] is student_rsm

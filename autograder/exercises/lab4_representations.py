@@ -496,10 +496,23 @@ def _rsm_encoders(args):
     return data, {"first": _encoder(data.images, seed), "second": _encoder(data.images, seed + 1)}
 
 
+def _reference_rsm(features):
+    """labkit.rsm.compute_rsm's cosine similarity (labkit's own is withheld in the scoring child: rsm_test forbids it)."""
+    unit = torch.nn.functional.normalize(torch.as_tensor(features).float(), dim=1)  # (N, D)
+    return unit @ unit.T                                                            # (N, N)
+
+
 def probe_model_rsms(plot_model_rsms, args):
+    """The figure is graded with the reference RSM bound to ``custom_torch_RSM_fct`` in the student's namespace
+    while it is drawn (restored after): a wrong RSM loses its points in rsm_test only, not here too. rsm_test is
+    probed before this exercise (notebook order), so nothing the figure does with the reference reaches it."""
+    from labkit.checks.fixtures import global_bound
+
     data, encoders = _rsm_encoders(args)
-    axes = _axes_list(plot_model_rsms(encoders, data.images.unsqueeze(1).float(), tensor(args["latent"]),
-                                      latent_name="a latent"), "plot_model_rsms")
+    with global_bound(plot_model_rsms, "custom_torch_RSM_fct", _reference_rsm):
+        drawn = plot_model_rsms(encoders, data.images.unsqueeze(1).float(), tensor(args["latent"]),
+                                latent_name="a latent")
+    axes = _axes_list(drawn, "plot_model_rsms")
     shown = []
     for ax in axes:
         images = ax.get_images()
@@ -527,7 +540,8 @@ MODEL_RSM_MISTAKES = [
      "(rsm.sort_by_latent)"),
     (lambda a: _sorted_rsms(a, source=lambda e, x: x.flatten(1).double().numpy()),
      "these are RSMs of the raw pixels: use each encoder's features (get_features)"),
-    (lambda a: _sorted_rsms(a, normalize=False), "the rows are not L2-normalized: an RSM holds cosine similarities"),
+    (lambda a: _sorted_rsms(a, normalize=False), "the rows are not L2-normalized: an RSM holds cosine similarities "
+     "(compute it with custom_torch_RSM_fct)"),
 ]
 
 
@@ -548,6 +562,24 @@ MODEL_RSMS = Exercise(
             kit.matches(1.5, "rsms", _sorted_rsms, cases=("two",), variants=MODEL_RSM_MISTAKES, atol=2e-3,
                            hint="the images shown are not the encoders' RSMs sorted by the latent")],
     forbidden=(),
+    solutions=(
+        Example("a right figure after a wrong RSM (graded with the reference RSM: full marks here)", """\
+def custom_torch_RSM_fct(features):
+    # Exercise 2 answered wrong (rows not normalized): rsm_test takes its points, this figure keeps its own.
+    return features.float() @ features.float().T
+
+
+def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):
+    fig, axes = plt.subplots(1, len(encoders), figsize=(4 * len(encoders), 3.6), squeeze=False)
+    axes = list(axes[0])
+    for ax, (title, encoder) in zip(axes, encoders.items()):
+        with torch.no_grad():
+            features = encoder.get_features(images)
+        sorted_rsm, sorted_values = rsm.sort_by_latent(custom_torch_RSM_fct(features), latent_values)
+        plots.plot_rsm(sorted_rsm, sorted_values, latent_name, title, ax=ax)
+    return axes
+""", share=1.0),
+    ),
     mistakes=(
         Example("RSMs in the data's order", """\
 def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):

@@ -9,7 +9,7 @@ import torch
 from .. import rsm
 from ..images import to_float
 from .common import as_tensor, assert_close, assert_nt_xent, generator
-from .fixtures import calibrated_encoder, features, shape_fit, small_dsprites
+from .fixtures import calibrated_encoder, features, global_bound, shape_fit, small_dsprites
 
 
 def _state(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -66,7 +66,10 @@ def check_supervised_encoder(train_supervised_encoder, thorough: bool = False) -
 
 
 def check_model_rsms(plot_model_rsms, thorough: bool = False) -> None:
-    """One axis per encoder, each showing the RSM of its features sorted by the latent."""
+    """One axis per encoder, each showing the RSM of its features sorted by the latent.
+
+    Checked (and graded) with labkit's RSM standing in for ``custom_torch_RSM_fct``: a wrong RSM fails
+    ``check_rsm``, not this check as well."""
     import matplotlib.pyplot as plt
 
     seed = int(generator(thorough).initial_seed()) % 1000
@@ -74,7 +77,8 @@ def check_model_rsms(plot_model_rsms, thorough: bool = False) -> None:
     images = to_float(data.images, max_value=1)
     encoders = {"A": calibrated_encoder(data.images, seed), "B": calibrated_encoder(data.images, seed + 1)}
     latent = torch.rand(len(images), generator=torch.Generator().manual_seed(seed))  # no ties: one sorted order
-    axes = plot_model_rsms(encoders, images, latent, latent_name="a made-up latent")
+    with global_bound(plot_model_rsms, "custom_torch_RSM_fct", rsm.compute_rsm):
+        axes = plot_model_rsms(encoders, images, latent, latent_name="a made-up latent")
     axes = list(axes) if not isinstance(axes, list) else axes
     if len(axes) != 2:
         raise AssertionError(f"plot_model_rsms should return one axis per encoder (2 here); got {len(axes)}.")
@@ -88,7 +92,8 @@ def check_model_rsms(plot_model_rsms, thorough: bool = False) -> None:
                "features with encoder.get_features under torch.no_grad(), the RSM of those, then rows and columns "
                "sorted with rsm.sort_by_latent.")
     plt.close(axes[0].figure)
-    print("plot_model_rsms: each axis shows the sorted RSM of its encoder")
+    print("plot_model_rsms: each axis shows the sorted RSM of its encoder (checked with labkit's RSM in place of "
+          "your custom_torch_RSM_fct, which check_rsm checks)")
 
 
 def check_probe(train_and_plot_probe, thorough: bool = False) -> None:
