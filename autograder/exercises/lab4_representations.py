@@ -1,5 +1,6 @@
 """Lab 4 (dSprites representations): the RSM and the SimCLR loss (Neuromatch's function names),
-the supervised encoder, the RSM figure, the frozen-feature probe and the RSM histogram.
+the supervised encoder, the RSM figure, the frozen-feature probe, the probe's number of epochs read
+off its loss curve, and the RSM histogram.
 
 References: ``labkit.rsm.compute_rsm`` and ``labkit.losses.contrastive_loss``;
 the properties are those of DESIGN.md 5.2 (rescaled rows, swapped views, joint
@@ -686,6 +687,132 @@ def train_and_plot_probe(encoder, dataset, train_sampler, test_sampler, num_epoc
 )
 
 
+# ---------------------------------------------------------------------------- choose_probe_epochs
+
+# The lab's probe (labkit's train_classifier: Adam 1e-3, cosine schedule, batch 1,000) on the shipped random, VAE
+# and SimCLR encoders, full scale (16,000 training images), 75 epochs (three times the lab's 25): the mean loss of
+# each epoch, measured on one CPU thread, rounded to 4 decimals. Real curves, with the long tails exponentials lack.
+REAL_PROBE_CURVES = {
+    "random_encoder": (
+        1.2002, 1.1353, 1.0997, 1.0791, 1.0670, 1.0600, 1.0554, 1.0523, 1.0503, 1.0487, 1.0475, 1.0465, 1.0457, 1.0450,
+        1.0446, 1.0442, 1.0438, 1.0435, 1.0431, 1.0430, 1.0427, 1.0425, 1.0424, 1.0422, 1.0422, 1.0421, 1.0419, 1.0419,
+        1.0418, 1.0418, 1.0417, 1.0417, 1.0416, 1.0415, 1.0414, 1.0414, 1.0414, 1.0414, 1.0413, 1.0413, 1.0413, 1.0412,
+        1.0412, 1.0412, 1.0412, 1.0411, 1.0411, 1.0411, 1.0411, 1.0411, 1.0410, 1.0410, 1.0410, 1.0410, 1.0410, 1.0410,
+        1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0409, 1.0408, 1.0408,
+        1.0408, 1.0408, 1.0408, 1.0408, 1.0408),
+    "vae_encoder": (
+        1.1645, 1.0670, 1.0262, 1.0119, 1.0053, 1.0008, 0.9970, 0.9936, 0.9907, 0.9880, 0.9855, 0.9834, 0.9814, 0.9795,
+        0.9781, 0.9766, 0.9750, 0.9736, 0.9724, 0.9713, 0.9702, 0.9693, 0.9684, 0.9675, 0.9669, 0.9660, 0.9653, 0.9647,
+        0.9640, 0.9637, 0.9630, 0.9626, 0.9620, 0.9616, 0.9611, 0.9607, 0.9604, 0.9601, 0.9598, 0.9594, 0.9593, 0.9589,
+        0.9588, 0.9585, 0.9583, 0.9581, 0.9579, 0.9577, 0.9576, 0.9574, 0.9573, 0.9572, 0.9571, 0.9570, 0.9569, 0.9568,
+        0.9567, 0.9566, 0.9566, 0.9565, 0.9565, 0.9564, 0.9564, 0.9563, 0.9563, 0.9563, 0.9563, 0.9563, 0.9562, 0.9562,
+        0.9562, 0.9562, 0.9562, 0.9562, 0.9562),
+    "simclr_encoder": (
+        0.7862, 0.3756, 0.2377, 0.1813, 0.1510, 0.1315, 0.1177, 0.1073, 0.0991, 0.0926, 0.0872, 0.0827, 0.0789, 0.0756,
+        0.0727, 0.0702, 0.0680, 0.0660, 0.0643, 0.0627, 0.0613, 0.0600, 0.0588, 0.0577, 0.0567, 0.0558, 0.0550, 0.0542,
+        0.0535, 0.0529, 0.0523, 0.0517, 0.0512, 0.0507, 0.0502, 0.0498, 0.0494, 0.0490, 0.0487, 0.0484, 0.0481, 0.0478,
+        0.0475, 0.0473, 0.0471, 0.0469, 0.0467, 0.0465, 0.0463, 0.0462, 0.0460, 0.0459, 0.0458, 0.0456, 0.0455, 0.0455,
+        0.0454, 0.0453, 0.0452, 0.0452, 0.0451, 0.0451, 0.0450, 0.0450, 0.0449, 0.0449, 0.0449, 0.0449, 0.0449, 0.0449,
+        0.0449, 0.0449, 0.0448, 0.0448, 0.0448),
+}
+
+
+def epochs_cases(rng: np.random.Generator):
+    """Synthetic curves whose plateau is known (fast, slow and noisy falls) and the three real probe curves.
+
+    "slow" stops soon after it levels off (4.5 time constants), "fast" and "noisy" run far beyond (15 and 12): using
+    every epoch given is right for the first only, whatever the draw.
+    """
+    from labkit.checks.fixtures import synthetic_loss_curve
+
+    def synthetic(tau, length_in_taus, fall, plateau, noise):
+        losses, smooth = synthetic_loss_curve(rng, tau, round(length_in_taus * tau), fall, plateau, noise)
+        return {"losses_per_epoch": losses, "_smooth": smooth, "_plateau": np.array(plateau)}
+
+    cases = {"fast": synthetic(rng.uniform(1.5, 3.0), 15, rng.uniform(0.5, 2.0), rng.uniform(0.02, 0.8), 0.002),
+             "slow": synthetic(rng.uniform(6.0, 10.0), 4.5, rng.uniform(0.05, 0.3), rng.uniform(0.8, 1.1), 0.002),
+             "noisy": synthetic(rng.uniform(3.0, 5.0), 12, rng.uniform(0.3, 1.0), rng.uniform(0.1, 0.6), 0.01)}
+    for name, curve in REAL_PROBE_CURVES.items():
+        smooth = np.array(curve)
+        cases[name] = {"losses_per_epoch": smooth.astype(F32), "_smooth": smooth,
+                       "_plateau": np.array(smooth[-5:].mean())}
+    return cases
+
+
+def probe_epochs_choice(choose_probe_epochs, args):
+    chosen = choose_probe_epochs(np.array(args["losses_per_epoch"]))
+    if isinstance(chosen, torch.Tensor):
+        chosen = scalar(chosen, "the number of epochs")
+    elif not isinstance(chosen, (int, float, np.integer, np.floating)) or isinstance(chosen, bool):
+        raise TypeError(f"choose_probe_epochs should return a number of epochs (an int), got {type(chosen).__name__}")
+    return {"epochs": np.array(float(chosen))}
+
+
+def _epochs_fit(*cases):
+    def run(ev):
+        from labkit.checks.fixtures import epochs_verdict
+
+        for case in cases:
+            a = ev.inputs[case]
+            message = epochs_verdict(ev.get(case, "epochs"), a["_smooth"], float(a["_plateau"]))
+            if message:
+                return f"on the {case.replace('_', ' ')}'s curve: {message}" if case in REAL_PROBE_CURVES else \
+                    f"on a {case} curve ({len(a['_smooth'])} epochs): {message}"
+        return None
+
+    return run
+
+
+PROBE_EPOCHS = Exercise(
+    grade_id="probe_epochs_test",
+    function="choose_probe_epochs",
+    cases=epochs_cases,
+    probe=probe_epochs_choice,
+    checks=[kit.holds(0.5, _epochs_fit("fast")), kit.holds(0.5, _epochs_fit("slow")),
+            kit.holds(0.5, _epochs_fit("noisy")), kit.holds(0.5, _epochs_fit(*REAL_PROBE_CURVES))],
+    forbidden=("labkit.checks.fixtures.levelled_off_window", "labkit.checks.fixtures.epochs_verdict"),
+    # a rule reads its curve: one number for every curve (or no number) earns nothing
+    gate=kit.varies("epochs", cases=("fast", "slow", "noisy", *REAL_PROBE_CURVES),
+                    hint="the same number of epochs for every curve: choose_probe_epochs should read the curve it is "
+                         "given (a rule, not a constant)"),
+    solutions=(
+        Example("the first epoch within 4% of the fall from the last three epochs' mean, no smoothing", """\
+def choose_probe_epochs(losses_per_epoch):
+    losses = np.asarray(losses_per_epoch, dtype=float)
+    final = losses[-3:].mean()
+    return int(np.argmax(losses - final <= 0.04 * (losses[0] - final))) + 1
+""", share=1.0),
+    ),
+    mistakes=(
+        Example("every epoch shown", """\
+def choose_probe_epochs(losses_per_epoch):
+    # Mistake: all the epochs of the curve, long after the loss has levelled off.
+    return len(losses_per_epoch)
+""", share=0.25, message="wasteful", demo=True),
+        Example("halfway down", """\
+def choose_probe_epochs(losses_per_epoch):
+    # Mistake: stops once the loss is halfway down, while it is still falling.
+    losses = np.asarray(losses_per_epoch)
+    return int(np.argmax(losses <= (losses[0] + losses[-1]) / 2)) + 1
+""", share=0.0, message="still falling"),
+        Example("a fixed number", """\
+def choose_probe_epochs(losses_per_epoch):
+    # Mistake: the number read off one curve, returned for every curve.
+    return 25
+""", share=0.0, message="same number of epochs for every curve"),
+    ),
+    hostile=(
+        Example("the judge's own window, from the shared fixtures", """\
+from labkit.checks.fixtures import levelled_off_window
+
+def choose_probe_epochs(losses_per_epoch):
+    losses = np.asarray(losses_per_epoch, dtype=float)
+    return levelled_off_window(losses, losses[-3:].mean())[1]
+""", share=0.0, message="labkit.checks.fixtures.levelled_off_window"),
+    ),
+)
+
+
 # ---------------------------------------------------------------------------- rsm_similarity_histogram
 
 def histogram_cases(rng: np.random.Generator):
@@ -773,4 +900,4 @@ def rsm_similarity_histogram(rsms, bins=100, ax=None):
     ),
 )
 
-EXERCISES = [SUPERVISED, RSM, MODEL_RSMS, PROBE, CONTRASTIVE, HISTOGRAM]
+EXERCISES = [SUPERVISED, RSM, MODEL_RSMS, PROBE, PROBE_EPOCHS, CONTRASTIVE, HISTOGRAM]

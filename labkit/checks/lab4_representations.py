@@ -9,7 +9,8 @@ import torch
 from .. import rsm
 from ..images import to_float
 from .common import as_tensor, assert_close, assert_nt_xent, generator
-from .fixtures import calibrated_encoder, features, global_bound, shape_fit, small_dsprites
+from .fixtures import (calibrated_encoder, epochs_verdict, features, global_bound, shape_fit, small_dsprites,
+                       synthetic_loss_curve)
 
 
 def _state(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -120,6 +121,21 @@ def check_probe(train_and_plot_probe, thorough: bool = False) -> None:
         raise AssertionError("the plotted loss has non-finite values.")
     plt.close(ax.figure)
     print(f"train_and_plot_probe: encoder left unchanged, loss curve drawn ({float(test_acc):.0f}% on a tiny set)")
+
+
+def check_probe_epochs(choose_probe_epochs, thorough: bool = False) -> None:
+    """A number of epochs read off a loss curve: after the loss has levelled off, not long after."""
+    import numpy as np
+
+    rng = np.random.default_rng(int(generator(thorough).initial_seed()))
+    chosen = []
+    for name, tau, length in (("a fast fall", 2.0, 30), ("a slow fall", 7.0, 60)):
+        losses, smooth = synthetic_loss_curve(rng, tau, length, fall=0.8, plateau=0.3, noise=0.002)
+        chosen.append(choose_probe_epochs(losses.copy()))
+        message = epochs_verdict(chosen[-1], smooth, 0.3)
+        if message:
+            raise AssertionError(f"on a curve with {name} ({length} epochs): {message}.")
+    print(f"choose_probe_epochs: {chosen[0]} epochs for a fast fall, {chosen[1]} for a slow one (both sensible)")
 
 
 def check_rsm_histogram(rsm_similarity_histogram, thorough: bool = False) -> None:
