@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from labkit.checks.common import global_bound
+
 from . import kit
 from .kit import Example, Exercise
 from .kit import tensor, to_numpy
@@ -488,11 +490,24 @@ def _own_loss(step, a: torch.Tensor, b: torch.Tensor, temperature: float) -> np.
         return np.array(np.nan)
 
 
+class _IdentityJitter:
+    """The notebook's ``jitter`` while the step is probed: the batch unchanged (so the views can be compared with it
+    exactly), counting the images it is given (two views, two jitters: 2B)."""
+
+    def __init__(self):
+        self.images = 0
+
+    def __call__(self, x, generator=None):
+        self.images += len(x)
+        return x.clone()
+
+
 def probe_step(simclr_step, args):
     x = tensor(args["images"])
-    encoder = _Recorder(int(args["seed"]))
-    loss = simclr_step(encoder, x.clone(), temperature=STEP_TEMPERATURE)
-    out = {"loss": kit.scalar(loss, "the loss")}
+    encoder, jitter = _Recorder(int(args["seed"])), _IdentityJitter()
+    with global_bound(simclr_step, "jitter", jitter):
+        loss = simclr_step(encoder, x.clone(), temperature=STEP_TEMPERATURE)
+    out = {"loss": kit.scalar(loss, "the loss"), "jittered": np.array(jitter.images)}
     if isinstance(loss, torch.Tensor) and loss.requires_grad:
         loss.backward()
     out["grads"] = np.array([float(p.grad.abs().sum()) if p.grad is not None else np.nan
@@ -502,7 +517,8 @@ def probe_step(simclr_step, args):
     out["own_loss"] = _own_loss(simclr_step, h[: len(x)], h[len(x):], STEP_TEMPERATURE) if len(h) == 2 * len(x) \
         else np.array(np.nan)
     again = _Recorder(int(args["seed"]))
-    simclr_step(again, x.clone(), temperature=STEP_TEMPERATURE)
+    with global_bound(simclr_step, "jitter", _IdentityJitter()):
+        simclr_step(again, x.clone(), temperature=STEP_TEMPERATURE)
     out["inputs_again"], _ = _recorded(again, "the encoder's inputs")
     return out
 
@@ -547,8 +563,8 @@ def _step_views(ev):
     if pair is None:
         if all(_turned_cutout(v, x) > 0.5 for v in views):
             return ("both views are turned: the encoder then never sees an upright digit, and every digit it is "
-                    "tested on is upright; pair each image as it is with one cutout_and_rotate view")
-        return "pair each image as it is (the batch x itself) with a cutout_and_rotate view of it"
+                    "tested on is upright; pair jitter(x), as it comes, with cutout_and_rotate(jitter(x))")
+        return "pair jitter(x), as it comes, with a cutout_and_rotate view of another jitter(x)"
     if _same(*pair).mean() > 0.5:
         return "the two views are the same images: the second one should be cutout_and_rotate(x)"
     return None
@@ -577,6 +593,17 @@ def _step_loss(ev):
     return "the loss is not NT-Xent (at the given temperature) between the encoder's outputs for view 1 and view 2"
 
 
+def _step_jitter(ev):
+    images, n = int(ev.get("batch", "jittered")), len(ev.inputs["batch"]["images"])
+    if images == 2 * n:
+        return None
+    if images == 0:
+        return ("the views never went through jitter: start each view from its own jitter(x), the small random shift, "
+                "scale and tilt that keeps the task from being solved by matching pixels")
+    return (f"jitter was given {images} images, not {2 * n}: call jitter(x) once for each view, so that the two views "
+            "differ by two independent shifts (one shared jitter lets the encoder match pixels)")
+
+
 def _step_grads(ev):
     g = ev.get("batch", "grads")
     if g.size and np.all(np.isfinite(g)) and np.all(g > 0):
@@ -597,8 +624,8 @@ STEP = Exercise(
     function="simclr_step",
     cases=step_cases,
     probe=probe_step,
-    checks=[kit.holds(1.0, _step_views), kit.holds(1.0, _step_fresh), kit.holds(1.0, _step_loss),
-            kit.holds(1.0, _step_grads)],
+    checks=[kit.holds(1.0, _step_views), kit.holds(1.0, _step_fresh), kit.holds(1.0, _step_jitter),
+            kit.holds(1.0, _step_loss), kit.holds(1.0, _step_grads)],
     forbidden=("labkit.losses.contrastive_loss", "labkit.augment.cutout_and_rotate"),
     gate=kit.holds(0, _step_gate),
     mistakes=(
@@ -610,26 +637,43 @@ def simclr_step(encoder, x, temperature=0.5):
     # Mistake: the seed augments the data once, before training; every epoch sees the same pair.
     key = (tuple(x.shape), float(x.sum()))
     if key not in _fixed_views:
+        _fixed_views[key] = cutout_and_rotate(jitter(x))
+    return nt_xent_loss(encoder(jitter(x)), encoder(_fixed_views[key]), temperature)
+""", share=0.8, message="augments the data once", demo=True),
+        Example("the seed's pairing as it is: the image and one fixed view, no jitter", """\
+_fixed_views = {}
+
+
+def simclr_step(encoder, x, temperature=0.5):
+    key = (tuple(x.shape), float(x.sum()))
+    if key not in _fixed_views:
         _fixed_views[key] = cutout_and_rotate(x)
     return nt_xent_loss(encoder(x), encoder(_fixed_views[key]), temperature)
-""", share=0.75, message="augments the data once", demo=True),
+""", share=0.6, message="never went through jitter"),
+        Example("one jitter shared by both views", """\
+def simclr_step(encoder, x, temperature=0.5):
+    # Mistake: view 2 is cut from the same jittered batch as view 1.
+    shifted = jitter(x)
+    return nt_xent_loss(encoder(shifted), encoder(cutout_and_rotate(shifted)), temperature)
+""", share=0.8, message="call jitter(x) once for each view"),
         Example("both views turned", """\
 def simclr_step(encoder, x, temperature=0.5):
     # Mistake: both views rotated, so the encoder never sees an upright digit.
-    return nt_xent_loss(encoder(cutout_and_rotate(x)), encoder(cutout_and_rotate(x)), temperature)
-""", share=0.5, message="both views are turned"),
+    return nt_xent_loss(encoder(cutout_and_rotate(jitter(x))), encoder(cutout_and_rotate(jitter(x))), temperature)
+""", share=0.6, message="both views are turned"),
         Example("views encoded without gradients", """\
 def simclr_step(encoder, x, temperature=0.5):
     # Mistake: no gradient reaches the encoder.
     with torch.no_grad():
-        h1, h2 = encoder(x), encoder(cutout_and_rotate(x))
+        h1, h2 = encoder(jitter(x)), encoder(cutout_and_rotate(jitter(x)))
     return nt_xent_loss(h1, h2, temperature)
-""", share=0.75, message="no gradient reaches"),
+""", share=0.8, message="no gradient reaches"),
     ),
     solutions=(
         Example("both views in one forward pass, the augmented one first", """\
 def simclr_step(encoder, x, temperature=0.5):
-    h = encoder(torch.cat([cutout_and_rotate(x), x]))
+    shifted = jitter(torch.cat([x, x]))          # both jitters in one call: 2B images, drawn per image
+    h = encoder(torch.cat([cutout_and_rotate(shifted[len(x):]), shifted[: len(x)]]))
     h1, h2 = h.chunk(2)
     return nt_xent_loss(h1, h2, temperature)
 """, share=1.0),

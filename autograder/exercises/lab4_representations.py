@@ -507,7 +507,7 @@ def probe_model_rsms(plot_model_rsms, args):
     """The figure is graded with the reference RSM bound to ``custom_torch_RSM_fct`` in the student's namespace
     while it is drawn (restored after): a wrong RSM loses its points in rsm_test only, not here too. rsm_test is
     probed before this exercise (notebook order), so nothing the figure does with the reference reaches it."""
-    from labkit.checks.fixtures import global_bound
+    from labkit.checks.common import global_bound
 
     data, encoders = _rsm_encoders(args)
     with global_bound(plot_model_rsms, "custom_torch_RSM_fct", _reference_rsm):

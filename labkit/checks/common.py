@@ -1,6 +1,8 @@
 """What every lab's self-checks share: turning an answer into a tensor, comparing with a hint, the example seed."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -16,6 +18,32 @@ def assert_close(got: torch.Tensor, expected: torch.Tensor, what: str, hint: str
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
         raise AssertionError(f"{what}: got {got.flatten()[:4].tolist()}..., expected "
                              f"{expected.flatten()[:4].tolist()}... Hint: {hint}")
+
+
+@contextlib.contextmanager
+def global_bound(function, name: str, value):
+    """Run the block with ``name`` in ``function``'s global namespace (the notebook's, for a function a cell defines)
+    bound to ``value``; afterwards the name is as it was (removed if it was absent).
+
+    A check grades one function with a known helper in place of the student's, so that a wrong helper costs
+    points once, in its own exercise: lab 4's figure gets the reference RSM instead of ``custom_torch_RSM_fct``,
+    lab 2's training step an identity ``jitter`` so its views can be compared with the batch exactly.
+    A callable without ``__globals__`` (not a plain function) is left as it is.
+    """
+    scope = getattr(function, "__globals__", None)
+    if not isinstance(scope, dict):
+        yield
+        return
+    absent = object()
+    previous = scope.get(name, absent)
+    scope[name] = value
+    try:
+        yield
+    finally:
+        if previous is absent:
+            scope.pop(name, None)
+        else:
+            scope[name] = previous
 
 
 def generator(thorough: bool) -> torch.Generator:

@@ -7,8 +7,6 @@ computed in one place can be checked in another.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
@@ -45,31 +43,6 @@ def shape_fit(features: np.ndarray, data, indices) -> float:
     idx = np.asarray(list(indices))
     labels = data.latents_classes[:, 0].numpy()
     return linear_probe(features[idx], labels[idx], features[idx], labels[idx])
-
-
-@contextmanager
-def global_bound(function, name: str, value):
-    """Run the block with ``name`` in ``function``'s global namespace (the notebook's, for a function a cell defines)
-    bound to ``value``; afterwards the name is as it was (removed if it was absent).
-
-    Lab 4 grades ``plot_model_rsms`` with the reference RSM in place of the student's ``custom_torch_RSM_fct``, so
-    that a wrong RSM costs points once, in its own exercise, and not again in the figure that uses it.
-    A callable without ``__globals__`` (not a plain function) is left as it is.
-    """
-    scope = getattr(function, "__globals__", None)
-    if not isinstance(scope, dict):
-        yield
-        return
-    absent = object()
-    previous = scope.get(name, absent)
-    scope[name] = value
-    try:
-        yield
-    finally:
-        if previous is absent:
-            scope.pop(name, None)
-        else:
-            scope[name] = previous
 
 
 def synthetic_loss_curve(rng: np.random.Generator, tau: float, length: int, fall: float, plateau: float,

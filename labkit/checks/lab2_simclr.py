@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from .common import as_tensor, assert_close, assert_nt_xent, generator
+from .common import as_tensor, assert_close, assert_nt_xent, generator, global_bound
 
 
 def _square_corners(out: torch.Tensor, x: torch.Tensor, size: int = 9, fill: float = 0.5) -> list:
@@ -97,17 +97,31 @@ class _Recorder(torch.nn.Module):
         return self.net(x)
 
 
+class _IdentityJitter:
+    """Stands in for the notebook's ``jitter`` during the check: returns its batch unchanged and counts the images
+    it was given, so the views can be compared with the batch exactly."""
+
+    def __init__(self):
+        self.images = 0
+
+    def __call__(self, x, generator=None):
+        self.images += len(x)
+        return x.clone()
+
+
 def check_simclr_step(simclr_step, thorough: bool = False) -> None:
-    """Each image as it is and a fresh cutout-and-rotate view of it through the encoder, NT-Xent between them,
-    gradients into the encoder."""
+    """Two independent jitters of each image, one of them cut and turned by cutout_and_rotate, through the encoder,
+    NT-Xent between them, gradients into the encoder. The notebook's ``jitter`` is replaced, for the check, by one
+    that changes nothing, so the two views can be told apart exactly."""
     g = generator(thorough)
     x = torch.rand(16, 1, 28, 28, generator=g)
     x[(x - 0.5).abs() < 1e-3] += 0.01
     torch.manual_seed(int(g.initial_seed()) % 1000)
 
     def run():
-        encoder = _Recorder()
-        loss = simclr_step(encoder, x.clone(), temperature=0.5)
+        encoder, jitter = _Recorder(), _IdentityJitter()
+        with global_bound(simclr_step, "jitter", jitter):
+            loss = simclr_step(encoder, x.clone(), temperature=0.5)
         seen = torch.cat(encoder.seen) if encoder.seen else torch.zeros(0)
         if tuple(seen.shape) != (32, 1, 28, 28):
             raise AssertionError(f"the encoder should see the 16 images and a view of each (32 images in all); it saw "
@@ -115,11 +129,15 @@ def check_simclr_step(simclr_step, thorough: bool = False) -> None:
         halves = (seen[:16], seen[16:])
         originals = [torch.equal(h, x) for h in halves]
         if not any(originals):
-            raise AssertionError("one of the two should be the batch itself, unchanged (the test digits are upright); "
-                                 "the other cutout_and_rotate(x).")
+            raise AssertionError("one view should be jitter(x), not cut or turned (the test digits are upright); the "
+                                 "other cutout_and_rotate(jitter(x)).")
         view = halves[1] if originals[0] else halves[0]
         if any(c is None for c in _square_corners(view, x)):
-            raise AssertionError("the other view should be cutout_and_rotate(x): a 9x9 mid-gray square, then a turn.")
+            raise AssertionError("the other view should be cutout_and_rotate(jitter(x)): a 9x9 mid-gray square, then "
+                                 "a turn.")
+        if jitter.images != 2 * len(x):
+            raise AssertionError(f"jitter saw {jitter.images} images, not {2 * len(x)}: give each view its own "
+                                 "jitter(x) (two calls), so the two views differ by two independent shifts.")
         return encoder, loss, view
 
     encoder, loss, view = run()
@@ -134,7 +152,7 @@ def check_simclr_step(simclr_step, thorough: bool = False) -> None:
     if any(p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0
            for p in encoder.parameters()):
         raise AssertionError("no gradient reaches every encoder parameter.")
-    print("simclr_step: each image with a fresh cutout-and-rotate view of it, NT-Xent between them, gradients reach "
+    print("simclr_step: two jitters of each image, one cut and turned afresh, NT-Xent between them, gradients reach "
           "the encoder")
 
 

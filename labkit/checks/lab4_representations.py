@@ -8,8 +8,8 @@ import torch
 
 from .. import rsm
 from ..images import to_float
-from .common import as_tensor, assert_close, assert_nt_xent, generator
-from .fixtures import (calibrated_encoder, epochs_verdict, features, global_bound, shape_fit, small_dsprites,
+from .common import as_tensor, assert_close, assert_nt_xent, generator, global_bound
+from .fixtures import (calibrated_encoder, epochs_verdict, features, shape_fit, small_dsprites,
                        synthetic_loss_curve)
 
 
