@@ -158,8 +158,8 @@ def _augment_generator(seed: int | None, device) -> torch.Generator | None:
 def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *, projector: nn.Module | None = None,
                  num_epochs: int = 10, batch_size: int = 1000, lr: float = 1e-3, temperature: float = 0.5,
                  neg_pairs: int | float | str = "all", lr_schedule: str = "cosine", seed: int | None = None,
-                 loss: Callable | None = None, precise_bn: bool = True, device=None,
-                 progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
+                 loss: Callable | None = None, precise_bn: bool = True, after_step: Callable[[int, int], None] | None = None,
+                 device=None, progress: bool | None = None) -> tuple[nn.Module, np.ndarray]:
     """SimCLR: two augmented views per image, NT-Xent on ``projector(encoder(view))``.
 
     ``images``: (N, C, H, W) or (N, H, W) uint8 or float. ``projector=None`` puts the loss on
@@ -172,6 +172,7 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
     running averages kept during training mix statistics of weights from the last steps and
     of augmented views; on dSprites they cost an earlier shipped encoder 7 points of linear-probe
     accuracy (84.8% against 91.9% after recalibration, same weights; README, The shipped dSprites encoders).
+    ``after_step(step, total_steps)`` is called after every update, as by :func:`fit` (checkpoints, measurements).
     Returns the encoder (trained in place, eval mode) and the per-step losses.
     """
     if loss is not None and (temperature != 0.5 or neg_pairs != "all"):
@@ -188,7 +189,8 @@ def train_simclr(encoder: nn.Module, images: torch.Tensor, augment: Callable, *,
         return losses.contrastive_loss(model(x1), model(x2), temperature, neg_pairs, generator=gen)
 
     history = fit(model.parameters(), step, [images], num_epochs=num_epochs, batch_size=batch_size, lr=lr,
-                  lr_schedule=lr_schedule, seed=seed, mixed_precision=True, desc="SimCLR", progress=progress)
+                  lr_schedule=lr_schedule, seed=seed, after_step=after_step, mixed_precision=True, desc="SimCLR",
+                  progress=progress)
     if precise_bn:
         calibrate_batchnorm(encoder, images, device=device)
     return encoder.eval(), history

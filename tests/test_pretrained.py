@@ -240,3 +240,28 @@ def test_lab_results_table_puts_the_stored_figures_beside_the_students():
     assert lines[2].split()[-3:] == ["45.6", f"{MEASURED['simclr']['biased']:.1f}", "-"]
     with pytest.raises(KeyError, match="LAB_RESULTS"):
         tables.lab_results_table({"SimCLR (mine)": 1.0})
+
+
+def test_participation_ratio_counts_the_directions_used():
+    from labkit.pretrained.takeoff import participation_ratio
+
+    g = torch.Generator().manual_seed(0)
+    line = torch.randn(500, 1, generator=g) * torch.tensor([[1.0, 2.0, -3.0]])   # every point on one line
+    assert participation_ratio(line) == pytest.approx(1.0, abs=1e-6)
+    assert participation_ratio(torch.randn(20000, 4, generator=g)) == pytest.approx(4.0, rel=0.05)
+
+
+def test_takeoff_measures_the_recipe_every_few_epochs_and_at_the_end(monkeypatch):
+    from labkit.pretrained import takeoff as tk
+
+    small = dsprites.DSprites.generate(num_images=1500, seed=0)
+    monkeypatch.setattr(pretrained, "dataset", lambda: small)
+    monkeypatch.setitem(pretrained.RECIPES, "simclr",
+                        dataclasses.replace(pretrained.RECIPES["simclr"], epochs=3, batch_size=200))
+    lines = []
+    rows = tk.takeoff(every=2, device="cpu", progress=False, out=lines.append)
+    assert [r["epoch"] for r in rows] == [2, 3]
+    assert all(0 <= r["lab probe"] <= 100 and 1 <= r["participation ratio"] <= 84 for r in rows)
+    assert len(lines) == 2 and "lab probe" in lines[0]
+    with pytest.raises(ValueError, match="SimCLR recipe"):
+        tk.takeoff(name="vae", device="cpu", progress=False)

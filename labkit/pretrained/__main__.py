@@ -1,4 +1,4 @@
-"""``python -m labkit.pretrained verify | train <names | all> | table [--write README.md]``."""
+"""``python -m labkit.pretrained verify | train <names | all> | table [--write README.md] | takeoff [--every N]``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import torch
 
 from labkit import pretrained
 from labkit.pretrained import table as tables
+from labkit.pretrained.takeoff import takeoff
 from labkit.runtime import get_device
 
 
@@ -24,6 +25,10 @@ def main(argv=None) -> None:
     tb.add_argument("--device", default=None)
     tb.add_argument("--write", metavar="README", default=None,
                     help=f"rewrite the block between the marker lines of this file and {tables.JSON_NAME}")
+    tk = sub.add_parser("takeoff", help="retrain a SimCLR recipe and print lab 4's probe every few epochs")
+    tk.add_argument("name", nargs="?", default="simclr")
+    tk.add_argument("--every", type=int, default=10, metavar="EPOCHS")
+    tk.add_argument("--device", default=None)
     args = parser.parse_args(argv)
 
     if args.command == "verify":
@@ -41,6 +46,9 @@ def main(argv=None) -> None:
             states = pretrained.train(name, device)
             pretrained.save(name, states, time.perf_counter() - start, device)
             print(pretrained.describe(name), flush=True)
+        return
+    if args.command == "takeoff":
+        takeoff(args.every, args.name, args.device)
         return
     if args.write is not None:  # fail on a README without the markers before two minutes of work
         tables.block_span(Path(args.write).read_text(), args.write)
