@@ -313,13 +313,18 @@ def custom_simclr_contrastive_loss(proj_feat1, proj_feat2, temperature=0.5):
 def _dsprites(args):
     """The generated dSprites of a case and its seeded 80/20 split (the same in child and parent).
 
-    With ``noise`` in the case, that fraction of the shape labels is redrawn at random (seeded): a fresh task
-    whose accuracy nobody can know without training on it.
+    With ``noise`` in the case, the labels are the image's third of the x axis, and that fraction of them is redrawn
+    at random (seeded): a fresh task whose accuracy nobody can know without training on it (a random encoder's
+    probe reads about 57-72% over the noise drawn; on shape labels it read 34-40% whatever the noise, so a
+    made-up 45% passed one draw in six).
     """
     from labkit.checks.fixtures import small_dsprites
 
     data, train, test = small_dsprites(int(args["num_images"]), int(args["seed"]))
     if "noise" in args:
+        # the task: the image's third of the x axis (column 0, where the probe reads its labels), which even a random
+        # encoder decodes well, so that label noise moves the accuracy over a wide range no constant can cover
+        data.latents_classes[:, 0] = data.latents_classes[:, 3] * 3 // 32
         g = torch.Generator().manual_seed(int(args["seed"]) + 1)
         redraw = torch.rand(len(data), generator=g) < float(args["noise"])
         shapes = data.latents_classes[:, 0].clone()
@@ -601,7 +606,7 @@ def plot_model_rsms(encoders, images, latent_values, latent_name="shape"):
 
 def probe_cases(rng: np.random.Generator):
     return {"frozen": {"seed": np.array(int(rng.integers(1000))), "num_images": np.array(3000),
-                       "num_epochs": np.array(40), "noise": np.array(rng.uniform(0.1, 0.6))}}
+                       "num_epochs": np.array(40), "noise": np.array(rng.uniform(0.0, 0.3))}}
 
 
 def probe_probe(train_and_plot_probe, args):
