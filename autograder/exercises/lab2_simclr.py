@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from labkit.checks.common import global_bound
+from labkit.checks.lab2_simclr import IdentityJitter
 
 from . import kit
 from .kit import Example, Exercise
@@ -490,21 +491,9 @@ def _own_loss(step, a: torch.Tensor, b: torch.Tensor, temperature: float) -> np.
         return np.array(np.nan)
 
 
-class _IdentityJitter:
-    """The notebook's ``jitter`` while the step is probed: the batch unchanged (so the views can be compared with it
-    exactly), counting the images it is given (two views, two jitters: 2B)."""
-
-    def __init__(self):
-        self.images = 0
-
-    def __call__(self, x, generator=None):
-        self.images += len(x)
-        return x.clone()
-
-
 def probe_step(simclr_step, args):
     x = tensor(args["images"])
-    encoder, jitter = _Recorder(int(args["seed"])), _IdentityJitter()
+    encoder, jitter = _Recorder(int(args["seed"])), IdentityJitter()
     with global_bound(simclr_step, "jitter", jitter):
         loss = simclr_step(encoder, x.clone(), temperature=STEP_TEMPERATURE)
     out = {"loss": kit.scalar(loss, "the loss"), "jittered": np.array(jitter.images)}
@@ -517,7 +506,7 @@ def probe_step(simclr_step, args):
     out["own_loss"] = _own_loss(simclr_step, h[: len(x)], h[len(x):], STEP_TEMPERATURE) if len(h) == 2 * len(x) \
         else np.array(np.nan)
     again = _Recorder(int(args["seed"]))
-    with global_bound(simclr_step, "jitter", _IdentityJitter()):
+    with global_bound(simclr_step, "jitter", IdentityJitter()):
         simclr_step(again, x.clone(), temperature=STEP_TEMPERATURE)
     out["inputs_again"], _ = _recorded(again, "the encoder's inputs")
     return out

@@ -97,9 +97,10 @@ class _Recorder(torch.nn.Module):
         return self.net(x)
 
 
-class _IdentityJitter:
-    """Stands in for the notebook's ``jitter`` during the check: returns its batch unchanged and counts the images
-    it was given, so the views can be compared with the batch exactly."""
+class IdentityJitter:
+    """Stands in for the notebook's ``jitter`` while ``simclr_step`` is checked (here and by the judge): returns its
+    batch unchanged, so the views can be compared with the batch exactly, and counts the images it was given
+    (two views, two jitters: 2B)."""
 
     def __init__(self):
         self.images = 0
@@ -119,7 +120,7 @@ def check_simclr_step(simclr_step, thorough: bool = False) -> None:
     torch.manual_seed(int(g.initial_seed()) % 1000)
 
     def run():
-        encoder, jitter = _Recorder(), _IdentityJitter()
+        encoder, jitter = _Recorder(), IdentityJitter()
         with global_bound(simclr_step, "jitter", jitter):
             loss = simclr_step(encoder, x.clone(), temperature=0.5)
         seen = torch.cat(encoder.seen) if encoder.seen else torch.zeros(0)
