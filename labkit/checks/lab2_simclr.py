@@ -150,8 +150,8 @@ def check_simclr_step(simclr_step, thorough: bool = False) -> None:
     if not loss.requires_grad:
         raise AssertionError("the loss has no gradient: do not encode the views under torch.no_grad() or detach them.")
     loss.backward()
-    if any(p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0
-           for p in encoder.parameters()):
+    grads = [p.grad for p in encoder.parameters()]
+    if any(g is None or not torch.isfinite(g).all() for g in grads) or not any(g.abs().sum() > 0 for g in grads):
         raise AssertionError("no gradient reaches every encoder parameter.")
     print("simclr_step: two jitters of each image, one cut and turned afresh, NT-Xent between them, gradients reach "
           "the encoder")
