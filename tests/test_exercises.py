@@ -214,3 +214,22 @@ def test_lab4s_figure_is_graded_with_the_reference_rsm():
     with contextlib.redirect_stdout(io.StringIO()):
         exec(examples.visible_test(graded["model_rsms_test"], source), scope)
     assert scope["custom_torch_RSM_fct"] is student_rsm
+
+
+def test_a_predicate_held_by_the_gate_and_a_check_runs_once_per_submission():
+    from autograder.judge.evidence import Evidence
+    from autograder.judge.grade import score_checks
+
+    calls = []
+
+    def expensive(ev):  # stands for a reference trained on the case
+        calls.append(ev)
+        return None if ev.get("a", "y") > 0 else "not positive"
+
+    ex = kit.Exercise(grade_id="t_test", function="f", cases=lambda rng: {"a": {}}, probe=lambda f, a: {},
+                      checks=[kit.holds(1.0, expensive), kit.holds(1.0, lambda ev: None)],
+                      gate=kit.holds(0, kit.all_pass(kit.holds(0, expensive))))
+    for y, score in ((1.0, 1.0), (-1.0, 0.0)):
+        before = len(calls)
+        assert score_checks(ex, 1.0, Evidence("f", {"a": {}}, {"a": {"y": np.array(y)}}, {}))[0] == score
+        assert len(calls) == before + 1

@@ -24,6 +24,14 @@ class Evidence:
 
     def __init__(self, function: str, inputs: dict[str, Arrays], outputs: dict[str, Arrays], errors: dict[str, str]):
         self.function, self.inputs, self.outputs, self.errors = function, inputs, outputs, errors
+        self._results: dict = {}
+
+    def once(self, predicate: Callable[["Evidence"], str | None]) -> str | None:
+        """``predicate(self)``, computed once per evidence: a gate and a check that share a predicate (one that
+        trains a reference on the case, say) cost it once. Raising is not remembered: it is raised again."""
+        if predicate not in self._results:
+            self._results[predicate] = predicate(self)
+        return self._results[predicate]
 
     def get(self, case: str, key: str) -> np.ndarray:
         if key in self.outputs.get(case, {}):

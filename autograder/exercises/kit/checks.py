@@ -58,8 +58,9 @@ def matches(weight: float, key: str, reference: Reference, *, cases: Iterable[st
 
 
 def holds(weight: float, predicate: Callable[[Evidence], str | None]) -> Check:
-    """A property written as a function of the evidence (None when it holds, else the message)."""
-    return Check(weight, predicate)
+    """A property written as a function of the evidence (None when it holds, else the message), computed once per
+    submission however many checks and gates hold it."""
+    return Check(weight, lambda ev: ev.once(predicate))
 
 
 def same(weight: float, key: str, pairs: Iterable[tuple[str, str]], *, hint: str,
