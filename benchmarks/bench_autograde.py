@@ -3,9 +3,11 @@
 A batch of lab-4 submissions cycling through the demo's kinds (perfect, mistakes, untouched, hostile, and
 "mixed": the perfect notebook with half of the mistakes) is graded
 
-- serially, as before issue 15 (``--jobs 1``, nbgrader's kernel step for the feedback outputs), and
+- serially, as before issue 15 (``--jobs 1``, nbgrader's kernel step for the feedback outputs, the scoring child
+  running every cell of the notebook: AUTOGRADER_ALL_CELLS=1), and
 - with the batch path (``--jobs N`` fresh grading processes started by a warmed parent; ``--no-execute`` by
-  default, since the kernel step only makes feedback outputs: ``--execute`` keeps it),
+  default, since the kernel step only makes feedback outputs: ``--execute`` keeps it; the scoring child skipping
+  the lab's ``EXPERIMENTS`` cells that nothing graded reads),
 
 each in a fresh course directory; the scores read back from both gradebooks must be identical. Prints
 seconds per submission, the ratio and the machine's load average (the CPUs may be shared).
@@ -61,10 +63,11 @@ def run(num: int, jobs: int, execute_new: bool) -> None:
     os.environ.setdefault("LABKIT_SITE", "offline")
     quiet = lambda line: None  # noqa: E731
     timings, books = {}, {}
-    for label, kwargs in (("serial (jobs 1, kernel step)", {"jobs": 1, "execute": True}),
+    for label, kwargs in (("serial (jobs 1, kernel step, judge runs every cell)", {"jobs": 1, "execute": True}),
                           (f"batch (jobs {jobs}, {'kernel step' if execute_new else 'no kernel step'})",
                            {"jobs": jobs, "execute": execute_new})):
         course = build(Path(tempfile.mkdtemp(prefix="bench-autograde-")), num)
+        os.environ["AUTOGRADER_ALL_CELLS"] = "1" if kwargs["jobs"] == 1 else "0"  # today's judge, then the new one
         load = os.getloadavg()[0]
         start = time.monotonic()
         results = autograde(course, LAB, out=quiet, **kwargs)

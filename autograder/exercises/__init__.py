@@ -19,6 +19,7 @@ looks a lab's exercises up and hands them to :func:`autograder.judge.judge_noteb
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def load(lab: str) -> dict[str, Exercise]:
     return {exercise.grade_id: exercise for exercise in module.EXERCISES}
 
 
+def experiments(lab: str) -> tuple[str, ...]:
+    """The grade_ids of the lab's cells that only train, print or plot for the reader (its module's
+    ``EXPERIMENTS``): the scoring child skips them unless a cell it runs reads what they bind. None when the
+    environment sets AUTOGRADER_ALL_CELLS=1 (every cell runs, as before issue 15: slower, for comparison)."""
+    name = module_name(lab)
+    if os.environ.get("AUTOGRADER_ALL_CELLS") == "1":
+        return ()
+    try:
+        return tuple(getattr(importlib.import_module(name), "EXPERIMENTS", ()))
+    except ModuleNotFoundError as err:
+        if err.name == name:
+            return ()
+        raise
+
+
 def judge_lab(lab: str, notebook: Path | str, *, source: Path | str | None = None, time_limit_s: float = 300,
               memory_limit_mb: int = 4096):
     """Grade ``notebook``, a submission of ``lab``, with the lab's exercises: a verdict per test cell.
@@ -62,5 +78,6 @@ def judge_lab(lab: str, notebook: Path | str, *, source: Path | str | None = Non
     source = Path(source) if source is not None else Labs().source(lab)
     hidden = (REPO_ROOT / "labs", REPO_ROOT / "autograder", REPO_ROOT / "tests")  # should the child's folders hold them
     return judge_notebook(notebook, list(load(lab).values()), module=module_name(lab), source=source,
-                          packages=("labkit",), hide=hidden, withheld=WITHHELD, time_limit_s=time_limit_s,
+                          packages=("labkit",), hide=hidden, withheld=WITHHELD, experiments=experiments(lab),
+                          time_limit_s=time_limit_s,
                           memory_limit_mb=memory_limit_mb)

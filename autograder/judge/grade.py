@@ -20,13 +20,15 @@ import numpy as np
 from .verdicts import Isolation, Verdict
 from .delegation import find_delegation
 from .evidence import Evidence, GradedExercise, Missing
-from .notebook import Script, Source, SubmissionError, build_script, read_source, submitted_cells
+from .notebook import (Script, Source, SubmissionError, build_script, read_source, scoring_cells,
+                       submitted_cells)
 from .scoring_jail import ChildRun, Limits, ScoringJail
 
 
 def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *, module: str, source: Path | str,
                    packages: Sequence[str] = (), hide: Sequence[Path] = (), withheld: Sequence[str] = (),
-                   time_limit_s: float = 300, memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
+                   experiments: Sequence[str] = (), time_limit_s: float = 300,
+                   memory_limit_mb: int = 4096) -> tuple[dict[str, Verdict], Isolation]:
     """Grade ``notebook``: a verdict per autograder test cell of ``source``, the instructor's notebook.
 
     ``exercises`` grade the test cells they name (by grade_id); the child imports
@@ -53,7 +55,7 @@ def judge_notebook(notebook: Path | str, exercises: Sequence[GradedExercise], *,
     cases = {ex.grade_id: ex.cases(rng) for ex in graded}
     inputs = {f"{gid}:{case}:{arg}": array for gid, by_case in cases.items() for case, args in by_case.items()
               for arg, array in args.items() if not arg.startswith("_")}  # "_..." stays here (e.g. true labels)
-    plan = {"module": module, "cells": script.cells,
+    plan = {"module": module, "cells": scoring_cells(script, experiments)[0],
             "exercises": [{"grade_id": ex.grade_id, "function": ex.function, "cases": list(cases[ex.grade_id])}
                           for ex in graded],
             "tripwires": sorted({reference for ex in graded for reference in ex.forbidden})}

@@ -17,8 +17,10 @@ import json
 import os
 import re
 import stat
+import symtable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 MAX_NOTEBOOK_MB = 50  # a submission larger than this is not opened (by the judge, nor by autograde)
 
@@ -245,3 +247,90 @@ def build_script(source: Source, submitted: list[Cell]) -> Script:
     if restored:
         script.notes.append(f"locked cell(s) {', '.join(restored)} were missing; the original code was run in place")
     return script
+
+
+# ---------------------------------------------------------------------------- cells the scoring child may skip
+
+_OPAQUE_NAMES = {"globals", "locals", "vars", "exec", "eval", "__main__", "__name__"}  # reach names unnamed
+_OPAQUE_ATTRIBUTES = {"__dict__", "__globals__", "f_globals", "f_locals", "f_back", "_getframe", "currentframe",
+                      "__main__"}
+
+
+def _base_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _global_uses(table: symtable.SymbolTable, top: bool = True) -> set[str]:
+    """The names a cell reads from the notebook's namespace, in its own code or in the functions it defines."""
+    names = {sym.get_name() for sym in table.get_symbols()
+             if sym.is_referenced() and (top or sym.is_global())}
+    for child in table.get_children():
+        names |= _global_uses(child, top=False)
+    return names
+
+
+def _bindings(code: str, modules: set[str]) -> tuple[set[str], set[str]] | None:
+    """(names the cell may bind or change, names it reads), or None when that cannot be read from its text
+    (a syntax error, a star import, globals(), exec, ...). A change: assignment, import, def, ``del``,
+    ``x.a = ...``, ``x[i] = ...``, or a method call ``x.f(...)`` on anything but an imported name
+    (``model.eval()``); read: a name the cell or one of its functions looks up in the notebook's namespace."""
+    try:
+        tree = ast.parse(code)
+        table = symtable.symtable(code, "<cell>", "exec")
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    bound = {sym.get_name() for sym in table.get_symbols() if sym.is_assigned() or sym.is_imported()
+             or sym.is_namespace()}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _OPAQUE_NAMES:
+            return None
+        if isinstance(node, ast.Attribute) and node.attr in _OPAQUE_ATTRIBUTES:
+            return None
+        if isinstance(node, ast.Constant) and node.value == "__main__":  # sys.modules["__main__"]
+            return None
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(a.name in ("*", "__main__") for a in node.names):
+            return None
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and not isinstance(node.ctx, ast.Load):
+            bound.add(_base_name(node) or "")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            base = _base_name(node.func)
+            if base not in modules:
+                bound.add(base or "")  # x.f(...) may change x
+    return bound - {""}, _global_uses(table)
+
+
+def scoring_cells(script: Script, experiments: Iterable[str] = ()) -> tuple[list[tuple[str, str]], list[str]]:
+    """The cells the scoring child runs, and the labels of the ``experiments`` it skips.
+
+    The graded functions are called after every cell has run, so what matters of the instructor's cells is the
+    names they leave behind. ``experiments`` are instructor's cells that only train, print or plot for the reader
+    (the caller vouches that they change no module state but the random generators, which the child reseeds
+    before each probe). One of them is skipped unless
+    it binds or changes a name that a running cell reads (to a fixed point); every other cell runs. Anything the
+    text cannot tell (a syntax error, a star import, ``globals()``, ``exec``) runs everything."""
+    experiments = set(experiments) - {label for label, _ in script.student_cells}
+    modules: set[str] = set()
+    for _, code in script.cells:
+        try:
+            modules |= {(a.asname or a.name).split(".")[0] for node in ast.walk(ast.parse(code))
+                        if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+        except (SyntaxError, ValueError, RecursionError):
+            return script.cells, []
+    info = [_bindings(code, modules) for _, code in script.cells]
+    if not experiments or any(names is None for names in info):
+        return script.cells, []
+    run = [label not in experiments for label, _ in script.cells]
+    wanted = set().union(*(used for keep, (_, used) in zip(run, info) if keep))
+    changed = True
+    while changed:
+        changed = False
+        for i, (bound, used) in enumerate(info):
+            if not run[i] and bound & wanted:
+                run[i], changed = True, True
+                wanted |= used
+    return ([cell for cell, keep in zip(script.cells, run) if keep],
+            [label for (label, _), keep in zip(script.cells, run) if not keep])

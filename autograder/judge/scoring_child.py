@@ -28,6 +28,17 @@ from . import arrays, channel, confine
 MAX_INPUT_BYTES = 64 * 2**20
 
 
+def reseed(seed: int = 0) -> None:
+    """Python's, numpy's and torch's global generators seeded: each probe starts from the same state whichever cells
+    ran before it (the judge skips the instructor's experiments, and some of them seed torch)."""
+    import random
+
+    random.seed(seed)
+    for name, seeder in (("numpy", lambda m: m.random.seed(seed)), ("torch", lambda m: m.manual_seed(seed))):
+        if name in sys.modules:
+            seeder(sys.modules[name])
+
+
 class TimeLimitExceeded(BaseException):
     """Raised in student code by the per-cell / per-exercise alarm; a BaseException, so `except Exception` misses it."""
 
@@ -175,6 +186,7 @@ class Worker:
             self.tripwires.active = gid
             try:
                 with time_limit(remaining, allowed=self.plan["probe_s"]):
+                    reseed()
                     result = probe(function, inputs.get(gid, {}).get(case, {}))
                 for key, value in result.items():
                     value = np.asarray(value)
