@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torchvision
+
+# torchvision is imported where the ResNet-18 is built, not here: it takes about 2 s to import (it pulls in
+# torch.fx and sympy), and every grading process and scoring child imports labkit, once per submission.
 
 
 def _dense(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -110,6 +112,8 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self, small_images: bool = True, width: int = 64):
         super().__init__()
+        import torchvision
+
         net = torchvision.models.resnet18(weights=None)
         if width != 64:
             _rebuild_stages(net, width)
@@ -128,10 +132,10 @@ class ResNet18Encoder(nn.Module):
         return self(x)
 
 
-def _rebuild_stages(net: torchvision.models.ResNet, width: int) -> None:
+def _rebuild_stages(net: nn.Module, width: int) -> None:
     """Replace the stem and the four stages of a torchvision ResNet-18 by ones of ``width`` channels
     (torchvision's own ``_make_layer`` and initialization)."""
-    block = torchvision.models.resnet.BasicBlock
+    from torchvision.models.resnet import BasicBlock as block
     net.inplanes = width
     net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
     net.bn1 = nn.BatchNorm2d(width)
