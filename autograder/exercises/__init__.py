@@ -50,7 +50,7 @@ def load(lab: str) -> dict[str, Exercise]:
 
 def experiments(lab: str) -> tuple[str, ...]:
     """The grade_ids of the lab's cells that only train, print or plot for the reader (its module's
-    ``EXPERIMENTS``): the scoring child skips them unless a cell it runs reads what they bind. None when the
+    ``EXPERIMENTS``): the scoring child skips them unless a cell it runs reads what they bind. Empty when the
     environment sets AUTOGRADER_ALL_CELLS=1 (every cell runs, as before issue 15: slower, for comparison)."""
     name = module_name(lab)
     if os.environ.get("AUTOGRADER_ALL_CELLS") == "1":

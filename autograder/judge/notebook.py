@@ -271,13 +271,12 @@ def _global_uses(table: symtable.SymbolTable, top: bool = True) -> set[str]:
     return names
 
 
-def _bindings(code: str, modules: set[str]) -> tuple[set[str], set[str]] | None:
+def _bindings(code: str, tree: ast.Module, modules: set[str]) -> tuple[set[str], set[str]] | None:
     """(names the cell may bind or change, names it reads), or None when that cannot be read from its text
-    (a syntax error, a star import, globals(), exec, ...). A change: assignment, import, def, ``del``,
+    (a star import, globals(), exec, ...). A change: assignment, import, def, ``del``,
     ``x.a = ...``, ``x[i] = ...``, or a method call ``x.f(...)`` on anything but an imported name
     (``model.eval()``); read: a name the cell or one of its functions looks up in the notebook's namespace."""
     try:
-        tree = ast.parse(code)
         table = symtable.symtable(code, "<cell>", "exec")
     except (SyntaxError, ValueError, RecursionError):
         return None
@@ -294,13 +293,17 @@ def _bindings(code: str, modules: set[str]) -> tuple[set[str], set[str]] | None:
             return None
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             bound.update(node.names)
-        elif isinstance(node, (ast.Attribute, ast.Subscript)) and not isinstance(node.ctx, ast.Load):
-            bound.add(_base_name(node) or "")
+            continue
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and not isinstance(node.ctx, ast.Load):
+            base = _base_name(node)  # a store changes even a module (torch.backends... = ...)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            base = _base_name(node.func)
-            if base not in modules:
-                bound.add(base or "")  # x.f(...) may change x
-    return bound - {""}, _global_uses(table)
+            base = _base_name(node.func)  # x.f(...) may change x, unless x is a module (np.mean(...))
+            base = None if base in modules else base
+        else:
+            continue
+        if base is not None:
+            bound.add(base)
+    return bound, _global_uses(table)
 
 
 def scoring_cells(script: Script, experiments: Iterable[str] = ()) -> tuple[list[tuple[str, str]], list[str]]:
@@ -313,14 +316,13 @@ def scoring_cells(script: Script, experiments: Iterable[str] = ()) -> tuple[list
     it binds or changes a name that a running cell reads (to a fixed point); every other cell runs. Anything the
     text cannot tell (a syntax error, a star import, ``globals()``, ``exec``) runs everything."""
     experiments = set(experiments) - {label for label, _ in script.student_cells}
-    modules: set[str] = set()
-    for _, code in script.cells:
-        try:
-            modules |= {(a.asname or a.name).split(".")[0] for node in ast.walk(ast.parse(code))
-                        if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
-        except (SyntaxError, ValueError, RecursionError):
-            return script.cells, []
-    info = [_bindings(code, modules) for _, code in script.cells]
+    try:
+        trees = [ast.parse(code) for _, code in script.cells]
+    except (SyntaxError, ValueError, RecursionError):
+        return script.cells, []
+    modules = {(a.asname or a.name).split(".")[0] for tree in trees for node in ast.walk(tree)
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    info = [_bindings(code, tree, modules) for (_, code), tree in zip(script.cells, trees)]
     if not experiments or any(names is None for names in info):
         return script.cells, []
     run = [label not in experiments for label, _ in script.cells]

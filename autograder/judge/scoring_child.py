@@ -30,7 +30,8 @@ MAX_INPUT_BYTES = 64 * 2**20
 
 def reseed(seed: int = 0) -> None:
     """Python's, numpy's and torch's global generators seeded: each probe starts from the same state whichever cells
-    ran before it (the judge skips the instructor's experiments, and some of them seed torch)."""
+    ran before it (the judge skips the instructor's experiments, and some of them seed torch). Not labkit's
+    seed_everything: the judge knows no lab, and the child's labkit is the student's to change."""
     import random
 
     random.seed(seed)
