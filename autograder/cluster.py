@@ -22,22 +22,30 @@ import threading
 
 from .course import CourseError
 from .submission import Setup, Task, Warm, failed
-from .workers import grading_env, run_local
+from .workers import Zygote, grading_env, run_local
 
-_WARM: dict[str, Warm] = {}
+_WARM: dict[str, tuple[Warm, Zygote]] = {}  # this worker's, for the lab it grades now
 _LOCK = threading.Lock()
 
 
 def grade_on_worker(setup: Setup, task: Task, timeout_s: float) -> dict:
-    """Runs on a Dask worker: one submission, in a grading process started by this warmed worker; its outcome."""
+    """Runs on a Dask worker: one submission, in a grading process forked by this worker's zygote (made once
+    per lab, and again should it die); its outcome."""
     with _LOCK:
-        warm = _WARM.get(setup.key)
+        warm, zygote = _WARM.get(setup.key, (None, None))
+        if zygote is not None and zygote.proc.poll() is not None:
+            zygote.close()
+            zygote = None
         if warm is None:
-            for old in _WARM.values():
+            for old, old_zygote in _WARM.values():
+                old_zygote.close()
                 old.close()
             _WARM.clear()
-            warm = _WARM[setup.key] = Warm(setup)
-    return list(run_local(warm, [task], 1, timeout_s))[0]
+            warm = Warm(setup)
+        zygote = zygote or Zygote(warm, threads=1)
+        _WARM[setup.key] = warm, zygote
+        # under the lock: a zygote serves one thread (workers run one task at a time: --nthreads 1)
+        return list(run_local(warm, [task], 1, timeout_s, zygote=zygote))[0]
 
 
 def _client(scheduler: str, jobs: int):

@@ -168,8 +168,9 @@ class Task:
 
 
 # -- one submission, in a grading process -------------------------------------------------------------------
-def grade_submission(warm: Warm, task: Task) -> dict:
-    """The outcome of one submission, as plain data (see the module docstring); nothing is written to the course."""
+def grade_submission(warm: Warm, task: Task, started_by: int | None = None) -> dict:
+    """The outcome of one submission, as plain data (see the module docstring); nothing is written to the course.
+    ``started_by``: the pid of the warmed process (coordinator or Dask worker) whose batch this is."""
     start = time.monotonic()
     lab, student, setup = warm.setup.lab, task.student, warm.setup
     times = {}
@@ -224,7 +225,7 @@ def grade_submission(warm: Warm, task: Task) -> dict:
         "judge_isolation": isolation.describe() if isolation is not None else "",
         "kernel_isolation": warm.jail.describe() if warm.jail is not None else "",
         "seconds": time.monotonic() - start, "breakdown": times,
-        "worker": f"{socket.gethostname()}:{os.getppid()}",  # the warmed process (coordinator or Dask worker) that started it
+        "worker": f"{socket.gethostname()}:{started_by or os.getppid()}",
     }
 
 
