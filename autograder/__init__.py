@@ -8,7 +8,7 @@ autograde, feedback, report, worker, demo; see ``--help``). Modules:
 - :mod:`autograder.grading`       autograde: per student, the kernel step and the judge, then the gradebook
 - :mod:`autograder.submission`    one submission: graded in a grading process (plain data back), recorded by the coordinator
 - :mod:`autograder.batch`         a lab's batch: content hashes (unchanged ones skipped), progress bar, summary, the one gradebook writer
-- :mod:`autograder.workers`       a fresh interpreter per submission, --jobs at a time (crash, timeout: that one only)
+- :mod:`autograder.workers`       a process per submission, forked from a per-batch zygote, --jobs at a time (crash, timeout: that one only)
 - :mod:`autograder.cluster`       the same on a Dask cluster (--scheduler tcp://HOST:PORT, --dask), and ``worker``
 - :mod:`autograder.collect`       an LMS download (Canvas, Moodle, plain zip) into submitted/, refusals checked first
 - :mod:`autograder.kernel_step`   the kernel step's plumbing (throwaway course dirs from the release)

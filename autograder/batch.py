@@ -3,10 +3,11 @@
 - **Plan**: each submission's *content hash* (:func:`digest`: its regular files, the lab's source and release,
   its exercises, the judge, whether the kernel step runs). One whose hash is the one the gradebook recorded
   when it was graded (:data:`autograder.gradebook.RUNS`) is *unchanged* and left alone, unless ``force``.
-- **Grade**: every submission in a fresh Python process of its own, started from a warmed parent
-  (:class:`autograder.submission.Warm`: jails probed, the kernel step's template built once per batch; never a
-  fork, see :mod:`autograder.workers`), ``jobs`` at a time (:func:`run_local`), or on a Dask cluster
-  (:mod:`autograder.cluster`). A grading process runs :func:`autograder.submission.grade_submission`, whose student code runs only in the two
+- **Grade**: every submission in a process of its own, forked from the batch's *zygote* (a fresh interpreter
+  that has imported what grading needs, once; never a fork of this process, see :mod:`autograder.workers`),
+  with the warm state (:class:`autograder.submission.Warm`: jails probed, the kernel step's template built once
+  per batch), ``jobs`` at a time (:func:`run_local`), or on a Dask cluster (:mod:`autograder.cluster`). A
+  grading process runs :func:`autograder.submission.grade_submission`, whose student code runs only in the two
   jails, exactly as in a serial run; it hands back plain data through a pipe and writes nothing of the
   course. One that dies or runs past its time costs only its own submission, which is reported as failed
   and left ungraded (the next run grades it).

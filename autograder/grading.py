@@ -4,8 +4,8 @@ Per submission (:mod:`autograder.submission`), in a grading process of its own: 
 feedback jail (outputs for the feedback, never a score) side by side with the judge (the scores, from a clean
 process that never ran student code); back comes plain data. The coordinating process, and only it, writes
 ``autograded/`` and the gradebook, one transaction per submission (:mod:`autograder.gradebook`).
-:mod:`autograder.batch` runs a lab's submissions: ``jobs`` fresh grading processes at a time started by a warmed
-parent, or a Dask cluster (:mod:`autograder.cluster`); unchanged submissions (same content hash) are skipped
+:mod:`autograder.batch` runs a lab's submissions: ``jobs`` grading processes at a time forked from a
+warmed zygote, or a Dask cluster (:mod:`autograder.cluster`); unchanged submissions (same content hash) are skipped
 unless ``force``; a progress bar and a summary show it move.
 """
 from __future__ import annotations

@@ -13,14 +13,15 @@ Forking is safe here because the zygote is single-threaded when it forks: it is 
 ``OPENBLAS_NUM_THREADS=1`` (numpy and scipy would otherwise start BLAS threads at import) and torch starts
 its OpenMP threads only at its first operation, which happens in the grading process. The zygote checks before
 every fork; were it ever not alone, the new process would exec a fresh interpreter instead (``python -m
-autograder.workers STATE TASK FD PARENT``, the way every submission was graded before). Never fork the parent
-itself: a process that has run torch or started threads (pytest, a Dask worker, torch's OpenMP pool) cannot
-be forked safely, its children can deadlock.
+autograder.workers STATE TASK ...``, the way every submission was graded before), as it does for every
+submission when ``AUTOGRADER_NO_FORK=1`` is set (slower by the imports: a few seconds a submission). Never
+fork the parent itself: a process that has run torch or started threads (pytest, a Dask worker, torch's OpenMP
+pool) cannot be forked safely, its children can deadlock.
 
 A grading process that dies, or that runs past its time (then SIGTERM: it stops its jails; then SIGKILL),
-costs only its own submission. ``PR_SET_PDEATHSIG`` chains the stops: a grading process whose zygote is gone
-gets SIGTERM, and so does a zygote whose parent is gone, so nothing keeps running after a killed coordinator or
-worker. The parent talks to the zygote over a Unix socket pair: each request carries the task file and the
+costs only its own submission. Nothing keeps running after a killed coordinator or worker: the zygote sees its
+socket close (or its parent pid change) and exits, stopping its grading processes, and a grading process whose
+zygote is gone gets SIGTERM (``PR_SET_PDEATHSIG``). The parent talks to the zygote over a Unix socket pair: each request carries the task file and the
 write end of that submission's pipe (``SCM_RIGHTS``); the zygote answers with the pid, reports each exit
 status, and sends the signals the parent asks for (it is the only process that can do so without a pid
 reused by someone else).
@@ -48,6 +49,7 @@ from .course import REPO_ROOT
 from .submission import Task, Warm, failed, grade_submission
 
 PR_SET_PDEATHSIG = 1
+NO_FORK = "AUTOGRADER_NO_FORK"  # set: every grading process is a fresh interpreter (see the module docstring)
 # imported by the zygote before it forks (each only if installed): what a grading process would import anyway
 PRELOAD = ("autograder.exercises", "torch", "labkit", "labkit.checks.fixtures", "labkit.evaluation",
            "labkit.training", "labkit.pretrained", "labkit.datasets", "sklearn.linear_model", "matplotlib")
@@ -251,8 +253,8 @@ def zygote_main(state: str, fd: int, threads: int, parent: int) -> int:
     """The zygote (see the module docstring): preload, then fork a grading process per request until the
     parent closes the socket."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
-    if not _die_with_parent(parent):
-        return 1
+    # no PR_SET_PDEATHSIG here: it fires when the parent's *thread* that started the zygote ends (a Dask worker
+    # may start it from a pool thread); the parent's death shows as the socket's end-of-file and a new parent pid
     sock = socket.socket(fileno=fd)
     warm = _load(state)
     _preload(warm)
@@ -265,6 +267,8 @@ def zygote_main(state: str, fd: int, threads: int, parent: int) -> int:
                 children.discard(ended[0])
                 sock.send(json.dumps({"ended": ended[0], "code": os.waitstatus_to_exitcode(ended[1])}).encode())
             if not ready:
+                if os.getppid() != parent:
+                    return 1
                 continue
             data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
             if not data:
@@ -274,7 +278,7 @@ def zygote_main(state: str, fd: int, threads: int, parent: int) -> int:
                 if request["kill"] in children:
                     os.kill(request["kill"], request["signal"])
                 continue
-            alone, pid = _alone(), os.fork()
+            alone, pid = _alone() and not os.environ.get(NO_FORK), os.fork()
             if pid == 0:
                 code = 1
                 try:

@@ -3,9 +3,10 @@
 A batch of lab-4 submissions cycling through the demo's kinds (perfect, mistakes, untouched, hostile, and
 "mixed": the perfect notebook with half of the mistakes) is graded
 
-- serially, as before issue 15 (``--jobs 1``, nbgrader's kernel step for the feedback outputs, the scoring child
-  running every cell of the notebook: AUTOGRADER_ALL_CELLS=1), and
-- with the batch path (``--jobs N`` fresh grading processes started by a warmed parent; ``--no-execute`` by
+- serially, the way autograde worked before issue 15 (``--jobs 1``, nbgrader's kernel step for the feedback
+  outputs, the scoring child running every cell of the notebook: AUTOGRADER_ALL_CELLS=1; its one grading process
+  at a time is forked from a zygote too, as every grading process now is), and
+- with the batch path (``--jobs N`` grading processes forked from a warmed zygote; ``--no-execute`` by
   default, since the kernel step only makes feedback outputs: ``--execute`` keeps it; the scoring child skipping
   the lab's ``EXPERIMENTS`` cells that nothing graded reads),
 

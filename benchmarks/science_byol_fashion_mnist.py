@@ -12,7 +12,8 @@ The images are padded to 32 px and repeated in three channels. It trains, with l
 the lab's two collapse ablations (no predictor; tau = 0; next to a BYOL run as short as theirs), then scores
 each encoder frozen with a logistic regression (``evaluation.linear_probe``) on all and on a tenth of the
 labelled images, next to a random encoder (BatchNorm calibrated) and the same network trained end to end on the
-tenth (crop and flip). It prints the table and the collapse monitor along each run, and writes both (``--out``:
+tenth (crop and flip); for each BYOL run also the projections (what the loss and the collapse monitor see). It
+prints the table and the collapse monitor along each run, and writes both (``--out``:
 results.json and monitor.png).
 """
 from __future__ import annotations
@@ -52,7 +53,8 @@ def main() -> None:
     ap.add_argument("--proj-hidden", type=int, default=256)
     ap.add_argument("--proj-dim", type=int, default=64)
     ap.add_argument("--sup-epochs", type=int, default=60, help="end-to-end epochs of the supervised tenth")
-    ap.add_argument("--skip", nargs="*", default=(), choices=("ablations", "supervised"))
+    ap.add_argument("--skip", nargs="*", default=(), choices=("byol", "ablations", "supervised"),
+                    help="leave out the long BYOL run, the ablations (and the BYOL run as short), the supervised tenth")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=Path("science_output/byol_fashion_mnist"))
     args = ap.parse_args()
@@ -83,19 +85,21 @@ def main() -> None:
         enc, loss, monitor = training.train_byol(enc, images, views, projector=projector, predictor=head,
                                                  num_epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                                                  **{"base_tau": args.base_tau, **settings}, seed=0)
-        return enc, loss, monitor, time.perf_counter() - start
+        return enc, projector.eval(), loss, monitor, time.perf_counter() - start
 
     rows, curves = {}, {}
     rows["random encoder (BatchNorm calibrated)"] = probe(training.calibrate_batchnorm(encoder(), unlabeled[:2000]))
-    runs = {"BYOL": dict(epochs=args.epochs, images=unlabeled)}
+    runs = {} if "byol" in args.skip else {"BYOL": dict(epochs=args.epochs, images=unlabeled)}
     if "ablations" not in args.skip:
         few = unlabeled[:min(len(unlabeled), 8000)]
         runs["BYOL, as short as the ablations"] = dict(epochs=args.ablation_epochs, images=few)  # the fair comparison
         runs["no predictor"] = dict(epochs=args.ablation_epochs, images=few, predictor=False)
         runs["tau = 0"] = dict(epochs=args.ablation_epochs, images=few, base_tau=0.0, tau_schedule="constant")
     for name, settings in runs.items():
-        enc, loss, monitor, seconds = byol(**settings)
+        enc, projector, loss, monitor, seconds = byol(**settings)
         rows[f"{name}, frozen"] = {**probe(enc), "minutes": seconds / 60}
+        # the projections the loss sees (where a collapse shows first), probed the same way
+        rows[f"{name}, its projections"] = probe(nn.Sequential(enc, projector))
         curves[name] = {"loss": loss.tolist(), "monitor": monitor.tolist()}
         print(f"{name}: {len(loss)} steps in {seconds / 60:.1f} min; monitor {monitor[:3].mean():.2f} -> "
               f"{monitor[len(monitor) // 2]:.2f} -> {monitor[-5:].mean():.2f}; loss {loss[-5:].mean():.3f}", flush=True)

@@ -4,9 +4,9 @@ writer, and faults (a grading process that crashes, hangs or floods memory; a co
 The fixture lab (tests/fixtures/labs: 2 + 3 points and a written answer) judged by the stand-in judge
 (tests/fixtures/fake_judge.py), or by tests/fixtures/unruly_judge.py, which is that judge plus markers that
 make the *grading process* misbehave. A serial run (``jobs=1``) is the reference every other run must equal,
-read back FROM THE GRADEBOOK. Dask is in tests/test_dask_grading.py. Every grading process is a fresh
-interpreter (never a fork of this pytest process, which has imported torch); each test has a time limit so a
-hang fails it instead of holding up the run.
+read back FROM THE GRADEBOOK. Dask is in tests/test_dask_grading.py. Every grading process is forked from a
+zygote, a fresh single-threaded interpreter (never from this pytest process, which has imported torch and has
+threads); each test has a time limit so a hang fails it instead of holding up the run.
 """
 from __future__ import annotations
 
@@ -276,3 +276,33 @@ def test_killing_the_coordinator_mid_batch_then_rerunning_gives_the_uninterrupte
         s: r["content_hash"] for s, r in first.items()}
     with sqlite3.connect(course.root / "gradebook.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_the_zygote_has_torch_loaded_and_one_thread_when_it_forks(tmp_path):
+    """What makes forking the grading processes safe (autograder.workers): the zygote has imported what grading
+    needs, torch among it, and runs a single thread."""
+    from autograder.submission import Warm, make_setup
+    from autograder.workers import Zygote
+
+    course = make_course(tmp_path, students=("perfect",))
+    warm = Warm(make_setup(course, LAB, judge=unruly_judge.judge_notebook, execute=False))
+    zygote = Zygote(warm, threads=1)
+    try:
+        pid = zygote.proc.pid
+        assert "libtorch_cpu" in Path(f"/proc/{pid}/maps").read_text()
+        assert os.listdir(f"/proc/{pid}/task") == [str(pid)]
+    finally:
+        zygote.close()
+        warm.close()
+    assert zygote.proc.returncode == 0
+
+
+def test_without_forking_each_grading_process_is_a_fresh_interpreter_with_the_same_grades(tmp_path, serial,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_NO_FORK", "1")  # the zygote execs a fresh interpreter per submission
+    course = make_course(tmp_path, students=("perfect", "half", "crasher"))
+    results = {r.student: r for r in autograde(course, LAB, judge=unruly_judge.judge_notebook, execute=False,
+                                               jobs=2, out=lambda line: None)}
+    reference = grades(serial[0], LAB)
+    assert grades(course, LAB) == {s: reference[s] for s in ("perfect", "half")}
+    assert "exit status 3" in results["crasher"].problem
