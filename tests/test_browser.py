@@ -115,6 +115,9 @@ def test_student_runs_a_released_lab(tmp_path, screenshots):
             driver.get(lab.url(f"lab/tree/{LAB}/{LAB}.ipynb"))
             wait_for(driver, "return document.querySelectorAll('.jp-Notebook .jp-Cell').length === arguments[0]",
                      len(release_nb.cells), timeout=180, what="the notebook's cells")
+            # a click, as a student's first: JupyterLab's current widget follows the page's focus, and headless
+            # Chromium (150 here) opens the page unfocused, so without it no notebook is current
+            driver.find_element("css selector", ".jp-Notebook .jp-Cell").click()
             wait_for(driver, KERNEL_IDLE, timeout=180, what="the kernel")
             shots.save(driver, "opened")
 
