@@ -3,7 +3,7 @@
 The parent (the coordinator, or a Dask worker) has made a :class:`autograder.submission.Warm` once: the jails
 probed, the kernel step's template course built, the release staged. It starts one zygote per batch: a fresh
 interpreter (``python -m autograder.workers --zygote ...``) that reads the warm state and imports what grading
-needs (nbformat, nbgrader, torch, labkit, scikit-learn, the lab's exercises: about 6 s of a 2-core CPU, paid
+needs (nbformat, nbgrader, torch, labkit, scikit-learn, the lab's exercises: about 4 s of a 2-core CPU, paid
 once per batch instead of once per submission), and never runs a torch operation, a check or student code. For
 each submission it forks a grading process, which grades it (:func:`autograder.submission.grade_submission`;
 student code runs only in the jails it starts, exactly as in a serial run), sends the outcome back through a
@@ -21,10 +21,10 @@ pool) cannot be forked safely, its children can deadlock.
 A grading process that dies, or that runs past its time (then SIGTERM: it stops its jails; then SIGKILL),
 costs only its own submission. Nothing keeps running after a killed coordinator or worker: the zygote sees its
 socket close (or its parent pid change) and exits, stopping its grading processes, and a grading process whose
-zygote is gone gets SIGTERM (``PR_SET_PDEATHSIG``). The parent talks to the zygote over a Unix socket pair: each request carries the task file and the
-write end of that submission's pipe (``SCM_RIGHTS``); the zygote answers with the pid, reports each exit
-status, and sends the signals the parent asks for (it is the only process that can do so without a pid
-reused by someone else).
+zygote is gone gets SIGTERM (``PR_SET_PDEATHSIG``). The parent talks to the zygote over a Unix socket pair:
+each request carries the task file and the write end of that submission's pipe (``SCM_RIGHTS``); the zygote
+answers with the pid, reports each exit status, and sends the signals the parent asks for (it is the only
+process that can do so without a pid reused by someone else).
 """
 from __future__ import annotations
 

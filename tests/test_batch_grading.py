@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -301,8 +302,23 @@ def test_without_forking_each_grading_process_is_a_fresh_interpreter_with_the_sa
                                                                                           monkeypatch):
     monkeypatch.setenv("AUTOGRADER_NO_FORK", "1")  # the zygote execs a fresh interpreter per submission
     course = make_course(tmp_path, students=("perfect", "half", "crasher"))
-    results = {r.student: r for r in autograde(course, LAB, judge=unruly_judge.judge_notebook, execute=False,
-                                               jobs=2, out=lambda line: None)}
+    seen: set[int] = set()  # fresh interpreters (their argv names the task file; a fork keeps the zygote's)
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.update(processes_with(f"{os.sep}task-"))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        results = {r.student: r for r in autograde(course, LAB, judge=unruly_judge.judge_notebook, execute=False,
+                                                   jobs=2, out=lambda line: None)}
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "no grading process was a fresh interpreter"
     reference = grades(serial[0], LAB)
     assert grades(course, LAB) == {s: reference[s] for s in ("perfect", "half")}
     assert "exit status 3" in results["crasher"].problem
